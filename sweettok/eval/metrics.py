@@ -1,0 +1,133 @@
+"""Per-frame reconstruction metrics on videos: PSNR, SSIM (Gaussian 11 / sigma 1.5) and LPIPS.
+
+All take (B, C, T, H, W) tensors in [0, 1], compute one value per frame and average. LPIPS needs
+two files: its linear heads ship inside the `lpips` pip package; its backbone (torchvision
+AlexNet/VGG16 ImageNet weights) must already be in the torch hub cache. When either is missing
+`load_lpips` returns the reason instead of a model, and callers report LPIPS as unavailable.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+SSIM_WINDOW = 11
+SSIM_SIGMA = 1.5
+SSIM_K1, SSIM_K2 = 0.01, 0.03
+LPIPS_BACKBONES = {"alex": "AlexNet_Weights", "vgg": "VGG16_Weights"}
+
+
+def _frames(videos: torch.Tensor, name: str) -> torch.Tensor:
+    """(B, C, T, H, W) -> (B*T, C, H, W) float64, with a clear error on other shapes."""
+    if videos.ndim != 5:
+        raise ValueError(f"{name} must be (B, C, T, H, W), got shape {tuple(videos.shape)}")
+    return rearrange(videos.double(), "b c t h w -> (b t) c h w")
+
+
+def psnr_per_frame(videos: torch.Tensor, reference: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """PSNR (dB) of every frame, (B*T,); identical frames give +inf."""
+    if videos.shape != reference.shape:
+        raise ValueError(f"PSNR inputs differ in shape: {tuple(videos.shape)} vs {tuple(reference.shape)}")
+    mse = (_frames(videos, "videos") - _frames(reference, "reference")).pow(2).mean(dim=(1, 2, 3))
+    return 10.0 * torch.log10(data_range**2 / mse)  # mse = 0 -> inf
+
+
+def psnr(videos: torch.Tensor, reference: torch.Tensor, data_range: float = 1.0) -> float:
+    """Mean per-frame PSNR (dB) of two (B, C, T, H, W) videos in [0, data_range]."""
+    return float(psnr_per_frame(videos, reference, data_range).mean())
+
+
+def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> torch.Tensor:
+    """Normalised 2-D Gaussian window (size, size), float64."""
+    coords = torch.arange(size, dtype=torch.float64) - (size - 1) / 2.0
+    line = torch.exp(-(coords**2) / (2 * sigma**2))
+    line = line / line.sum()
+    return torch.outer(line, line)
+
+
+def ssim_per_frame(videos: torch.Tensor, reference: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """SSIM of every frame (B*T,), Wang et al. 2004: Gaussian 11/1.5, valid window, channel mean."""
+    if videos.shape != reference.shape:
+        raise ValueError(f"SSIM inputs differ in shape: {tuple(videos.shape)} vs {tuple(reference.shape)}")
+    x, y = _frames(videos, "videos"), _frames(reference, "reference")  # (N, C, H, W)
+    if min(x.shape[-2:]) < SSIM_WINDOW:
+        raise ValueError(f"SSIM needs frames of at least {SSIM_WINDOW}x{SSIM_WINDOW}, got {tuple(x.shape[-2:])}")
+    channels = x.shape[1]
+    window = gaussian_window().to(x.device).expand(channels, 1, SSIM_WINDOW, SSIM_WINDOW)
+
+    def blur(image: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(image, window, groups=channels)  # valid: (N, C, H-10, W-10)
+
+    c1, c2 = (SSIM_K1 * data_range) ** 2, (SSIM_K2 * data_range) ** 2
+    mu_x, mu_y = blur(x), blur(y)
+    var_x = blur(x * x) - mu_x**2
+    var_y = blur(y * y) - mu_y**2
+    cov_xy = blur(x * y) - mu_x * mu_y
+    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov_xy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    return ssim_map.mean(dim=(1, 2, 3))
+
+
+def ssim(videos: torch.Tensor, reference: torch.Tensor, data_range: float = 1.0) -> float:
+    """Mean per-frame SSIM of two (B, C, T, H, W) videos in [0, data_range]."""
+    return float(ssim_per_frame(videos, reference, data_range).mean())
+
+
+def lpips_backbone_path(net: str = "alex") -> Path:
+    """Where torchvision keeps the ImageNet weights of LPIPS's backbone: <torch hub dir>/checkpoints/<file>."""
+    import torchvision.models as tv_models
+
+    if net not in LPIPS_BACKBONES:
+        raise ValueError(f"LPIPS backbone must be one of {sorted(LPIPS_BACKBONES)}, got {net!r}")
+    weights = getattr(tv_models, LPIPS_BACKBONES[net]).IMAGENET1K_V1
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+
+
+def load_lpips(net: str = "alex", device: str | torch.device = "cpu") -> tuple[Optional[nn.Module], Optional[str]]:
+    """(LPIPS model, None) when every weight file is local, else (None, "unavailable (missing ...; how to get it)").
+
+    Never downloads: the backbone is built random (`pnet_rand`) and filled from the hub cache file.
+    """
+    if importlib.util.find_spec("lpips") is None:
+        return None, "unavailable (the `lpips` package is not installed; `pip install lpips` ships its linear weights)"
+    backbone = lpips_backbone_path(net)
+    if not backbone.is_file():
+        return None, (
+            f"unavailable (missing {backbone}; get it on a machine with internet via "
+            f"`python -c \"import torchvision; torchvision.models.{LPIPS_BACKBONES[net]}.IMAGENET1K_V1.get_state_dict()\"` "
+            "and copy the file there, or set TORCH_HOME to a cache that has it)"
+        )
+    import lpips  # the package's linear heads load from its own files; pnet_rand skips the backbone download
+
+    model = lpips.LPIPS(net=net, pnet_rand=True, verbose=False)
+    state = torch.load(backbone, map_location="cpu", weights_only=True)
+    # torchvision `features.N.*` -> lpips `sliceK.N.*` (the slices reuse torchvision's layer indices)
+    mapped = {}
+    for key in model.net.state_dict():
+        slice_name, rest = key.split(".", 1)
+        mapped[key] = state[f"features.{rest}"]
+    model.net.load_state_dict(mapped, strict=True)
+    return model.eval().requires_grad_(False).to(device), None
+
+
+@torch.no_grad()
+def lpips_per_frame(model: nn.Module, videos: torch.Tensor, reference: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
+    """LPIPS of every frame (B*T,) for videos in [0, 1] (scaled to LPIPS's [-1, 1] here)."""
+    if videos.shape != reference.shape:
+        raise ValueError(f"LPIPS inputs differ in shape: {tuple(videos.shape)} vs {tuple(reference.shape)}")
+    device = next(model.parameters()).device
+    x = rearrange(videos.float(), "b c t h w -> (b t) c h w") * 2 - 1
+    y = rearrange(reference.float(), "b c t h w -> (b t) c h w") * 2 - 1
+    values = [
+        model(x[i : i + batch_size].to(device), y[i : i + batch_size].to(device)).flatten().cpu()
+        for i in range(0, x.shape[0], batch_size)
+    ]
+    return torch.cat(values).double()
