@@ -1,0 +1,96 @@
+"""Per-layer building blocks besides attention: the PEG positional conv and the GEGLU feed-forward.
+
+Attention layers live in ``sweettok.models.attention``; the block-string stack in
+``sweettok.models.transformer``. Re-exported here so one import gives every block.
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+from sweettok.models.attention import (  # noqa: F401  (re-exports)
+    Attention,
+    GainLayerNorm,
+    UnusedPositionBias,
+    WindowAttention,
+    apply_rope,
+    rope_angles_2d,
+)
+
+PEG_LAYOUTS = ("original", "correct")
+SEQUENCE_AXES = ("space", "time")
+
+
+class PEG(nn.Module):
+    """Positional encoding generator: depthwise 3×3×3 Conv3d over the (T, H, W) token grid.
+
+    The caller adds it as a residual. Spatial padding is 1; temporal padding is (2, 0) zeros when
+    ``causal`` (a token sees its own and the two previous frames) and (1, 1) otherwise.
+
+    ``layout`` says how tokens are put back on the grid:
+      * ``"correct"``: tokens grouped over space ``((B T), (H W), D)`` or over time
+        ``((B H W), T, D)`` (``axis``) are rearranged to ``(B, T, H, W, D)`` properly.
+      * ``"original"``: OmniTokenizer's raw row-major reshape to ``(B, T, H, W, D)`` whatever the
+        grouping; inside time-grouped stacks this scrambles the grid. The published weights were
+        trained with it, so modules that load them must use it; identical to "correct" for space.
+    """
+
+    def __init__(self, dim: int, causal: bool = True, layout: str = "correct", axis: str = "space") -> None:
+        super().__init__()
+        if layout not in PEG_LAYOUTS:
+            raise ValueError(f"PEG layout must be one of {PEG_LAYOUTS}, got {layout!r}")
+        if axis not in SEQUENCE_AXES:
+            raise ValueError(f"sequence axis must be one of {SEQUENCE_AXES}, got {axis!r}")
+        self.causal, self.layout, self.axis = causal, layout, axis
+        self.conv = nn.Conv3d(dim, dim, kernel_size=3, groups=dim)
+
+    def forward(self, x: Tensor, video_shape: tuple[int, int, int, int]) -> Tensor:
+        """x: tokens (B', N, D); video_shape: (B, T, H, W). Returns the conv output, same shape as x."""
+        b, t, h, w = video_shape
+        if x.shape[0] * x.shape[1] != b * t * h * w:
+            raise ValueError(f"PEG: tokens {tuple(x.shape)} do not fit video_shape {tuple(video_shape)}")
+        if self.layout == "correct" and self.axis == "time":
+            grid = rearrange(x, "(b h w) t d -> b d t h w", b=b, h=h, w=w)
+        else:
+            grid = rearrange(x.reshape(b, t, h, w, -1), "b t h w d -> b d t h w")
+        pad_t = (2, 0) if self.causal else (1, 1)
+        grid = F.pad(grid, (1, 1, 1, 1, *pad_t))  # (W, H, T) pairs
+        out = self.conv(grid)  # (B, D, T, H, W)
+        if self.layout == "correct" and self.axis == "time":
+            return rearrange(out, "b d t h w -> (b h w) t d")
+        return rearrange(out, "b d t h w -> b t h w d").reshape(x.shape)
+
+
+class FeedForward(nn.Module):
+    """LayerNorm → Linear(D, 2·inner, no bias) → GEGLU (value · GELU(gate)) → Linear(inner, D, no bias).
+
+    inner = int(mult · 2/3 · D) (1365 for D=512, mult 4), as in the published weights.
+    """
+
+    def __init__(self, dim: int, mult: float = 4.0) -> None:
+        super().__init__()
+        inner = int(mult * 2 / 3 * dim)
+        self.norm = nn.LayerNorm(dim)
+        self.proj_in = nn.Linear(dim, 2 * inner, bias=False)
+        self.proj_out = nn.Linear(inner, dim, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: (..., D) → (..., D) (no residual)."""
+        value, gate = self.proj_in(self.norm(x)).chunk(2, dim=-1)
+        return self.proj_out(value * F.gelu(gate))
+
+
+def init_weights(module: nn.Module) -> None:
+    """Init used for training from scratch: trunc-normal(0.02) Linear, zero bias, LayerNorm (1, 0).
+
+    Apply with ``model.apply(init_weights)``; PEG convs and gain-only norms keep their defaults.
+    """
+    if isinstance(module, nn.Linear):
+        nn.init.trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm) and module.elementwise_affine:
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
