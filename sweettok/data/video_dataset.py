@@ -1,0 +1,184 @@
+"""Clip dataset over a list of videos, and its DataLoader.
+
+Each item decodes only the frames of one clip (``sampling.plan_clip``), transforms them
+(``transforms.VideoTransform``) and returns ``{"video": float (C, T, H, W), "label": int,
+"key": str}``. Unreadable videos are skipped: the path is logged once, counted in ``stats``,
+and another index is drawn deterministically from (index, attempt); only ``max_retries`` failures
+in a row (i.e. a dataset that is essentially unreadable) raise. Randomness (clip start, crop, flip)
+comes from torch's per-worker RNG, which the DataLoader seeds per worker and epoch.
+The dataset holds no open files or global state, so it pickles into workers and works with
+Accelerate's distributed samplers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from collections import Counter
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ..config import DatasetConfig
+from .lists import DatasetError, VideoEntry, class_names_for, find_class_index, load_entries
+from .sampling import frame_step, plan_clip
+from .transforms import VideoTransform
+from .video_reader import VideoReadError, open_video
+
+logger = logging.getLogger(__name__)
+
+TRAIN_SPLITS = ("train",)
+EVAL_SPLITS = ("eval", "test", "val")
+
+
+def _split_sources(cfg: DatasetConfig, split: str) -> tuple[str, str]:
+    """(list path, folder name) of a split."""
+    if split in TRAIN_SPLITS:
+        return cfg.train_list, cfg.train_split
+    if split in EVAL_SPLITS:
+        return cfg.eval_list, cfg.eval_split
+    raise ValueError(f"split must be 'train' or 'eval', got '{split}'")
+
+
+def _other_split_classes(cfg: DatasetConfig, split: str) -> list[VideoEntry]:
+    """Entries (or bare class folders) of the other split, so both splits share one label map."""
+    list_path, folder = _split_sources(cfg, "eval" if split in TRAIN_SPLITS else "train")
+    try:
+        if cfg.list_format == "folder" or (cfg.list_format == "auto" and not list_path):
+            base = os.path.join(cfg.root, folder)  # class folders only: no walk of a large tree
+            return [VideoEntry("", name) for name in sorted(os.listdir(base)) if os.path.isdir(os.path.join(base, name))]
+        return load_entries(list_path, cfg.root, cfg.list_format, folder)[0]
+    except (DatasetError, OSError):
+        return []  # the other split is optional for building the label map
+
+
+def _evenly_spaced(entries: list[VideoEntry], count: int) -> list[VideoEntry]:
+    """A deterministic subset that keeps every part of the (class-sorted) list represented."""
+    if count <= 0 or count >= len(entries):
+        return entries
+    picks = np.linspace(0, len(entries) - 1, count).round().astype(int)
+    return [entries[i] for i in picks]
+
+
+class VideoDataset(Dataset):
+    """Videos of one split as fixed-length normalised clips."""
+
+    def __init__(self, cfg: DatasetConfig, split: str = "train", max_clips: Optional[int] = None):
+        self.cfg = cfg
+        self.split = split
+        self.train = split in TRAIN_SPLITS
+        list_path, folder = _split_sources(cfg, split)
+        entries, self.list_format = load_entries(list_path, cfg.root, cfg.list_format, folder)
+        if not entries:
+            raise DatasetError(f"dataset split '{split}' is empty (root={cfg.root}, list='{list_path}')")
+        class_index = find_class_index(list_path, cfg.root) if self.list_format == "ucf" else None
+        self.class_names = class_names_for([entries, _other_split_classes(cfg, split)], class_index)
+        self._label = {name: i for i, name in enumerate(self.class_names)}
+        unknown = sorted({e.class_name for e in entries} - self._label.keys())
+        if unknown:
+            raise DatasetError(f"classes {unknown[:5]} of split '{split}' are not in the class index")
+        if max_clips is None:
+            max_clips = 0 if self.train else cfg.max_eval_clips
+        self.entries = _evenly_spaced(entries, max_clips)
+        self.transform = VideoTransform(
+            cfg.resolution, cfg.resize_mode,
+            random_crop=self.train and cfg.random_crop, random_flip=self.train and cfg.random_flip,
+            mean=cfg.mean, std=cfg.std,
+        )
+        self.stats: Counter = Counter()  # per process: loaded / padded / skipped
+        self._reported: set[str] = set()
+        self._check_root()
+
+    def _check_root(self) -> None:
+        """Fail early with one clear message when no file of the list exists (wrong root)."""
+        sample = self.entries[:: max(1, len(self.entries) // 8)][:8]
+        if not any(os.path.isfile(self.path_of(e)) for e in sample):
+            raise DatasetError(
+                f"none of {len(sample)} sampled videos of split '{self.split}' exist, e.g. "
+                f"{self.path_of(sample[0])}; check dataset.root ({self.cfg.root})"
+            )
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (shared by train and eval)."""
+        return len(self.class_names)
+
+    def path_of(self, entry: VideoEntry) -> str:
+        """Full path of an entry."""
+        return os.path.join(self.cfg.root, entry.path)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def load_clip(self, entry: VideoEntry) -> torch.Tensor:
+        """Decode and transform one clip of ``entry`` -> (C, T, H, W); raises VideoReadError."""
+        cfg = self.cfg
+        path = self.path_of(entry)
+        with open_video(path, cfg.video_backend) as reader:
+            step = frame_step(reader.fps, cfg.frame_stride, cfg.target_fps)
+            rng = random.Random(int(torch.randint(0, 2**31 - 1, ())))  # follows torch's worker seed
+            plan = plan_clip(reader.num_frames, cfg.num_frames, step, self.train, cfg.short_video, rng)
+            frames = torch.from_numpy(reader.get_frames(plan.indices))  # (T, H, W, 3) uint8
+        if plan.padded:
+            self.stats["padded"] += 1
+            if plan.pad_rule == "zero":
+                frames[plan.num_valid :] = 0
+        return self.transform(frames)
+
+    def _report(self, path: str, err: Exception) -> None:
+        self.stats["skipped"] += 1
+        if path not in self._reported:
+            self._reported.add(path)
+            logger.warning("skipping unreadable video %s (%s); %d skipped so far in this process",
+                           path, getattr(err, "reason", err), self.stats["skipped"])
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        attempt_index = index
+        for attempt in range(max(1, self.cfg.max_retries)):
+            entry = self.entries[attempt_index]
+            try:
+                video = self.load_clip(entry)
+            except (VideoReadError, IndexError) as err:
+                self._report(self.path_of(entry), err)
+                # Deterministic replacement: same (index, attempt) -> same substitute everywhere.
+                attempt_index = random.Random(index * 1_000_003 + attempt + 1).randrange(len(self.entries))
+                continue
+            self.stats["loaded"] += 1
+            return {"video": video, "label": self._label[entry.class_name], "key": entry.key}
+        raise DatasetError(
+            f"{self.cfg.max_retries} unreadable videos in a row from index {index} of split '{self.split}' "
+            f"(last: {self.path_of(entry)}); the dataset looks unreadable (root={self.cfg.root})"
+        )
+
+
+def build_dataloader(
+    cfg: DatasetConfig,
+    split: str,
+    batch_size: int,
+    shuffle: Optional[bool] = None,
+    num_workers: Optional[int] = None,
+    drop_last: Optional[bool] = None,
+    max_clips: Optional[int] = None,
+    seed: Optional[int] = None,
+) -> DataLoader:
+    """DataLoader over ``VideoDataset``: shuffled with drop_last for train, ordered for eval."""
+    dataset = VideoDataset(cfg, split, max_clips=max_clips)
+    train = dataset.train
+    workers = cfg.num_workers if num_workers is None else num_workers
+    generator = None
+    if seed is not None:
+        generator = torch.Generator()
+        generator.manual_seed(seed)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=train if shuffle is None else shuffle,
+        drop_last=train if drop_last is None else drop_last,
+        num_workers=workers,
+        pin_memory=torch.cuda.is_available(),
+        persistent_workers=workers > 0,
+        generator=generator,
+    )

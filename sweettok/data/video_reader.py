@@ -1,0 +1,233 @@
+"""Video readers that decode only the frames a clip needs.
+
+``open_video(path)`` returns a reader with ``num_frames``, ``fps`` and ``get_frames(indices)``
+(uint8 ``(N, H, W, 3)`` RGB). decord is used when it imports (its ``get_batch`` seeks to the key
+frame before each requested run of frames); otherwise, or when decord cannot open a file, PyAV
+seeks to the key frame before the first needed frame and decodes forward only up to the last
+one. Either way the cost of a 17-frame clip depends on the clip and the key-frame spacing, not on
+the length of the video. Any failure surfaces as ``VideoReadError`` naming the file.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from typing import Sequence
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS = (".avi", ".mp4", ".webm", ".mkv", ".mov", ".m4v")
+BACKENDS = ("auto", "decord", "pyav")
+
+try:  # decord is optional (no wheels for some platforms)
+    import decord
+
+    decord.bridge.set_bridge("native")
+    HAVE_DECORD = True
+except Exception:  # pragma: no cover - depends on the install
+    decord = None
+    HAVE_DECORD = False
+
+
+class VideoReadError(RuntimeError):
+    """A video file cannot be opened or decoded."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        super().__init__(f"cannot read video {os.fspath(path)}: {reason}")
+        self.path = os.fspath(path)
+        self.reason = reason
+
+
+class VideoReader:
+    """Common interface: frame count, frame rate and random access by frame index."""
+
+    path: str
+    num_frames: int
+    fps: float
+    frames_decoded: int  # frames actually decoded so far (for tests and benchmarks)
+
+    def get_frames(self, indices: Sequence[int]) -> np.ndarray:
+        """Decode the frames at ``indices`` (any order, repeats allowed) -> uint8 (N, H, W, 3)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the file."""
+
+    def __enter__(self) -> "VideoReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class DecordReader(VideoReader):
+    """decord ``VideoReader``: native frame index, ``get_batch`` decodes only what is asked."""
+
+    def __init__(self, path: str | os.PathLike, num_threads: int = 1):
+        self.path = os.fspath(path)
+        try:
+            self._vr = decord.VideoReader(self.path, ctx=decord.cpu(0), num_threads=num_threads)
+            self.num_frames = len(self._vr)
+            self.fps = float(self._vr.get_avg_fps() or 0.0)
+        except Exception as err:  # decord raises DECORDError / RuntimeError
+            raise VideoReadError(self.path, f"decord: {str(err).splitlines()[0][:200]}") from None
+        if self.num_frames <= 0:
+            raise VideoReadError(self.path, "decord: no frames")
+        self.frames_decoded = 0
+
+    def get_frames(self, indices: Sequence[int]) -> np.ndarray:
+        """Decode the frames at ``indices`` -> uint8 (N, H, W, 3)."""
+        wanted = _check_indices(indices, self.num_frames, self.path)
+        unique = sorted(set(wanted))
+        try:
+            batch = self._vr.get_batch(unique).asnumpy()  # (U, H, W, 3)
+        except Exception as err:
+            raise VideoReadError(self.path, f"decord: {str(err).splitlines()[0][:200]}") from None
+        self.frames_decoded += len(unique)
+        position = {index: row for row, index in enumerate(unique)}
+        return batch[[position[i] for i in wanted]]
+
+    def close(self) -> None:
+        """Release the file."""
+        self._vr = None
+
+
+class PyAVReader(VideoReader):
+    """PyAV: seek to the key frame before the first needed frame, decode up to the last one."""
+
+    def __init__(self, path: str | os.PathLike):
+        import av
+
+        self.path = os.fspath(path)
+        try:
+            self._container = av.open(self.path)
+            if not self._container.streams.video:
+                raise VideoReadError(self.path, "no video stream")
+            self._stream = self._container.streams.video[0]
+        except VideoReadError:
+            raise
+        except Exception as err:  # av.FFmpegError and friends
+            raise VideoReadError(self.path, f"pyav: {str(err).splitlines()[0][:200]}") from None
+        rate = self._stream.average_rate or self._stream.guessed_rate or 0
+        self.fps = float(rate)
+        self.num_frames = self._count_frames()
+        self.frames_decoded = 0
+
+    def _count_frames(self) -> int:
+        """Container frame count, else duration x rate (mkv/webm do not store a count)."""
+        if self._stream.frames:
+            return int(self._stream.frames)
+        duration = None
+        if self._stream.duration is not None and self._stream.time_base is not None:
+            duration = float(self._stream.duration * self._stream.time_base)
+        elif self._container.duration is not None:
+            duration = self._container.duration / 1_000_000  # av.time_base is microseconds
+        if duration and self.fps > 0:
+            return max(1, int(math.floor(duration * self.fps + 0.5)))
+        # No metadata at all: count by demuxing packets (no decoding).
+        count = sum(1 for p in self._container.demux(self._stream) if p.size)
+        self._container.seek(0)
+        if count == 0:
+            raise VideoReadError(self.path, "pyav: no frames")
+        return count
+
+    def _frame_index(self, frame) -> int:
+        """Frame index from its presentation time (frames are decoded in display order)."""
+        start = self._stream.start_time or 0
+        if frame.pts is None or self._stream.time_base is None or self.fps <= 0:
+            return -1
+        return int(round(float((frame.pts - start) * self._stream.time_base) * self.fps))
+
+    def get_frames(self, indices: Sequence[int]) -> np.ndarray:
+        """Decode the frames at ``indices`` -> uint8 (N, H, W, 3)."""
+        wanted = _check_indices(indices, self.num_frames, self.path)
+        first, last = min(wanted), max(wanted)
+        needed = set(wanted)
+        found: dict[int, np.ndarray] = {}
+        try:
+            if first > 0 and self.fps > 0:
+                # Seek lands on the key frame at or before ``first``; decode forward from there.
+                start = self._stream.start_time or 0
+                target = start + int(first / self.fps / self._stream.time_base)
+                self._container.seek(target, stream=self._stream, backward=True, any_frame=False)
+            counter = -1
+            for frame in self._container.decode(self._stream):
+                self.frames_decoded += 1
+                index = self._frame_index(frame)
+                counter = index if index >= 0 else counter + 1
+                if counter in needed:
+                    found[counter] = frame.to_ndarray(format="rgb24")
+                if counter >= last:
+                    break
+        except Exception as err:
+            raise VideoReadError(self.path, f"pyav: {str(err).splitlines()[0][:200]}") from None
+        if not found:
+            raise VideoReadError(self.path, f"pyav: none of frames {first}..{last} could be decoded")
+        # Metadata can overstate the length by a frame or two: reuse the nearest earlier frame.
+        for index in sorted(needed - found.keys()):
+            earlier = [k for k in found if k < index]
+            found[index] = found[max(earlier)] if earlier else found[min(found)]
+        return np.stack([found[i] for i in wanted])
+
+    def close(self) -> None:
+        """Release the file."""
+        try:
+            self._container.close()
+        except Exception:
+            pass
+
+
+def _check_indices(indices: Sequence[int], num_frames: int, path: str) -> list[int]:
+    wanted = [int(i) for i in indices]
+    if not wanted:
+        raise ValueError(f"{path}: no frame indices requested")
+    bad = [i for i in wanted if i < 0 or i >= num_frames]
+    if bad:
+        raise IndexError(f"{path}: frame indices {bad[:5]} outside 0..{num_frames - 1}")
+    return wanted
+
+
+def open_video(path: str | os.PathLike, backend: str = "auto", num_threads: int = 1) -> VideoReader:
+    """Open ``path`` with decord (auto: when importable) or PyAV; PyAV is the fallback on failure."""
+    if backend not in BACKENDS:
+        raise ValueError(f"video backend must be one of {BACKENDS}, got {backend!r}")
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise VideoReadError(path, "no such file")
+    if os.path.getsize(path) == 0:
+        raise VideoReadError(path, "empty file")
+    if backend == "pyav" or (backend == "auto" and not HAVE_DECORD):
+        return PyAVReader(path)
+    if not HAVE_DECORD:
+        raise ImportError("video backend 'decord' requested but decord is not installed")
+    try:
+        return DecordReader(path, num_threads=num_threads)
+    except VideoReadError as err:
+        if backend == "decord":
+            raise
+        logger.debug("decord failed on %s (%s); trying PyAV", path, err.reason)
+        return PyAVReader(path)
+
+
+def read_frames(path: str | os.PathLike, indices: Sequence[int], backend: str = "auto") -> np.ndarray:
+    """Open, decode ``indices`` and close; falls back to PyAV if decord fails while decoding."""
+    reader = open_video(path, backend)
+    try:
+        return reader.get_frames(indices)
+    except VideoReadError:
+        if backend != "auto" or isinstance(reader, PyAVReader):
+            raise
+        with PyAVReader(path) as fallback:
+            return fallback.get_frames(indices)
+    finally:
+        reader.close()
+
+
+def video_info(path: str | os.PathLike, backend: str = "auto") -> tuple[int, float]:
+    """(frame count, frames per second) of a video, from its metadata."""
+    with open_video(path, backend) as reader:
+        return reader.num_frames, reader.fps
+
