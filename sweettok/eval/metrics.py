@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -107,12 +108,14 @@ def load_lpips(net: str = "alex", device: str | torch.device = "cpu") -> tuple[O
         )
     import lpips  # the package's linear heads load from its own files; pnet_rand skips the backbone download
 
-    model = lpips.LPIPS(net=net, pnet_rand=True, verbose=False)
+    with warnings.catch_warnings():  # lpips still passes torchvision's deprecated `pretrained=`
+        warnings.simplefilter("ignore", UserWarning)
+        model = lpips.LPIPS(net=net, pnet_rand=True, verbose=False)
     state = torch.load(backbone, map_location="cpu", weights_only=True)
     # torchvision `features.N.*` -> lpips `sliceK.N.*` (the slices reuse torchvision's layer indices)
     mapped = {}
     for key in model.net.state_dict():
-        slice_name, rest = key.split(".", 1)
+        _, rest = key.split(".", 1)
         mapped[key] = state[f"features.{rest}"]
     model.net.load_state_dict(mapped, strict=True)
     return model.eval().requires_grad_(False).to(device), None
