@@ -130,9 +130,11 @@ class GeneratorConfig:
     depth: int = 24
     heads: int = 16
     mlp_ratio: float = 4.0
-    dropout: float = 0.0
+    dropout: float = 0.0  # residual, attention and embedding dropout (the original forced 0)
     num_classes: int = 101
-    class_dropout: float = 0.1  # probability of the null class during training (CFG)
+    class_dropout: float = 0.1  # probability of the null class during training (CFG; the original never applied it)
+    separators: str = "original"  # original (8 separators, 3848 tokens) | boundary (one per segment)
+    init_std: float = 0.02  # GPT-2 init; residual projections get init_std / sqrt(2 * depth)
 
 
 @dataclass
@@ -271,11 +273,12 @@ class SamplingConfig:
 
     num_per_class: int = 2
     batch_size: int = 8
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    cfg_scale: float = 0.0
-    cfg_schedule: str = "constant"  # constant | linear
+    temperature: float = 1.0  # 0 = greedy
+    top_k: int = 4096  # 0 = off; clipped to each segment's codebook (original eval flags)
+    top_p: float = 0.9  # 1 = off
+    cfg_scale: float = 0.5  # s in (1 + s) * cond - s * uncond; 0 = no guidance
+    cfg_schedule: str = "constant"  # constant | linear (s ramps 0 -> cfg_scale over the sequence)
+    use_kv_cache: bool = True
     seed: int = 0
 
 
