@@ -100,12 +100,16 @@ def save_prior(prior: Prior, path: str | Path) -> tuple[Path, Path]:
 
 
 def load_prior(path: str | Path) -> Prior:
-    """Load a prior: ours (stem, ``.json`` or ``.safetensors``) or an original ``.pkl``."""
+    """Load a prior: ours (stem, ``.json`` or ``.safetensors``) or an original ``.pkl``.
+
+    A ``.pkl`` path that does not exist falls back to our files with the same stem, so configs naming
+    the original file names work with priors built by scripts/build_codebook_priors.py.
+    """
     path = Path(path)
-    if path.suffix in (".pkl", ".pickle", ".pt"):
-        return load_original_prior(path)
-    stem = _stem(path)
+    stem = path.with_suffix("") if path.suffix in (".pkl", ".pickle", ".pt") else _stem(path)
     json_path, tensors_path = stem.with_name(stem.name + ".json"), stem.with_name(stem.name + ".safetensors")
+    if path.suffix in (".pkl", ".pickle", ".pt") and (path.is_file() or not json_path.is_file()):
+        return load_original_prior(path)
     if not json_path.is_file() or not tensors_path.is_file():
         if stem.with_name(stem.name + ".pkl").is_file():
             return load_original_prior(stem.with_name(stem.name + ".pkl"))

@@ -34,9 +34,10 @@ class QuantizerOutput:
 
 
 def squared_distances(z: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-    """(M, D) x (N, D) -> (M, N) squared L2 distances in float32."""
-    z, codes = z.float(), codes.float()
-    return z.pow(2).sum(-1, keepdim=True) - 2.0 * z @ codes.T + codes.pow(2).sum(-1)
+    """(M, D) x (N, D) -> (M, N) squared L2 distances, computed in float32 even under autocast."""
+    with torch.autocast(device_type=z.device.type, enabled=False):
+        z, codes = z.float(), codes.float()
+        return z.pow(2).sum(-1, keepdim=True) - 2.0 * z @ codes.T + codes.pow(2).sum(-1)
 
 
 def nearest_indices(z: torch.Tensor, codes: torch.Tensor, k: int) -> torch.Tensor:
