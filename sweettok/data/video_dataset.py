@@ -3,8 +3,8 @@
 Each item decodes only the frames of one clip (``sampling.plan_clip``), transforms them
 (``transforms.VideoTransform``) and returns ``{"video": float (C, T, H, W), "label": int,
 "key": str}``. Unreadable videos are skipped: the path is logged once, counted in ``stats``,
-and another index is drawn deterministically from (index, attempt); only ``max_retries`` failures
-in a row (i.e. a dataset that is essentially unreadable) raise. Randomness (clip start, crop, flip)
+and another index is drawn deterministically from the index; only ``max_retries`` unreadable files
+for one item (i.e. a dataset that is essentially unreadable) raise. Randomness (clip start, crop, flip)
 comes from torch's per-worker RNG, which the DataLoader seeds per worker and epoch.
 The dataset holds no open files or global state, so it pickles into workers and works with
 Accelerate's distributed samplers.
@@ -43,16 +43,16 @@ def _split_sources(cfg: DatasetConfig, split: str) -> tuple[str, str]:
     raise ValueError(f"split must be 'train' or 'eval', got '{split}'")
 
 
-def _other_split_classes(cfg: DatasetConfig, split: str) -> list[VideoEntry]:
-    """Entries (or bare class folders) of the other split, so both splits share one label map."""
-    list_path, folder = _split_sources(cfg, "eval" if split in TRAIN_SPLITS else "train")
+def _split_class_names(cfg: DatasetConfig, split: str) -> set[str]:
+    """Class names of a split: its class folders (folder layout) or the classes its list names."""
+    list_path, folder = _split_sources(cfg, split)
     try:
         if cfg.list_format == "folder" or (cfg.list_format == "auto" and not list_path):
-            base = os.path.join(cfg.root, folder)  # class folders only: no walk of a large tree
-            return [VideoEntry("", name) for name in sorted(os.listdir(base)) if os.path.isdir(os.path.join(base, name))]
-        return load_entries(list_path, cfg.root, cfg.list_format, folder)[0]
+            base = os.path.join(cfg.root, folder)  # folder names only: no walk of a large tree
+            return {name for name in os.listdir(base) if os.path.isdir(os.path.join(base, name))}
+        return {entry.class_name for entry in load_entries(list_path, cfg.root, cfg.list_format, folder)[0]}
     except (DatasetError, OSError):
-        return []  # the other split is optional for building the label map
+        return set()  # a missing other split only narrows the label map to this split's classes
 
 
 def _evenly_spaced(entries: list[VideoEntry], count: int) -> list[VideoEntry]:
@@ -75,7 +75,8 @@ class VideoDataset(Dataset):
         if not entries:
             raise DatasetError(f"dataset split '{split}' is empty (root={cfg.root}, list='{list_path}')")
         class_index = find_class_index(list_path, cfg.root) if self.list_format == "ucf" else None
-        self.class_names = class_names_for([entries, _other_split_classes(cfg, split)], class_index)
+        names = _split_class_names(cfg, "train") | _split_class_names(cfg, "eval")
+        self.class_names = class_names_for([entries, [VideoEntry("", name) for name in names]], class_index)
         self._label = {name: i for i, name in enumerate(self.class_names)}
         unknown = sorted({e.class_name for e in entries} - self._label.keys())
         if unknown:
@@ -129,28 +130,41 @@ class VideoDataset(Dataset):
         return self.transform(frames)
 
     def _report(self, path: str, err: Exception) -> None:
-        self.stats["skipped"] += 1
-        if path not in self._reported:
-            self._reported.add(path)
-            logger.warning("skipping unreadable video %s (%s); %d skipped so far in this process",
-                           path, getattr(err, "reason", err), self.stats["skipped"])
+        self._reported.add(path)
+        self.stats["unreadable_files"] = len(self._reported)
+        logger.warning("skipping unreadable video %s (%s); %d unreadable so far in this process",
+                       path, getattr(err, "reason", err), len(self._reported))
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        attempt_index = index
-        for attempt in range(max(1, self.cfg.max_retries)):
-            entry = self.entries[attempt_index]
-            try:
-                video = self.load_clip(entry)
-            except (VideoReadError, IndexError) as err:
-                self._report(self.path_of(entry), err)
-                # Deterministic replacement: same (index, attempt) -> same substitute everywhere.
-                attempt_index = random.Random(index * 1_000_003 + attempt + 1).randrange(len(self.entries))
-                continue
-            self.stats["loaded"] += 1
-            return {"video": video, "label": self._label[entry.class_name], "key": entry.key}
+        # Substitutes for an unreadable video follow a fixed sequence seeded by ``index`` (never
+        # ``index`` itself); files already known to be unreadable are passed over without a retry,
+        # which does not change the outcome because they would fail again.
+        retries = max(1, self.cfg.max_retries)
+        rng = random.Random(index)
+        candidate, failures, last_error = index, 0, None
+        for _ in range(retries * 20):
+            entry = self.entries[candidate]
+            path = self.path_of(entry)
+            if path in self._reported:
+                self.stats["skipped"] += 1
+            else:
+                try:
+                    video = self.load_clip(entry)
+                except (VideoReadError, IndexError) as err:
+                    self.stats["skipped"] += 1
+                    self._report(path, err)
+                    failures, last_error = failures + 1, err
+                    if failures >= retries:
+                        break
+                else:
+                    self.stats["loaded"] += 1
+                    return {"video": video, "label": self._label[entry.class_name], "key": entry.key}
+            if len(self.entries) > 1:
+                candidate = (index + rng.randrange(1, len(self.entries))) % len(self.entries)
         raise DatasetError(
-            f"{self.cfg.max_retries} unreadable videos in a row from index {index} of split '{self.split}' "
-            f"(last: {self.path_of(entry)}); the dataset looks unreadable (root={self.cfg.root})"
+            f"no readable video found for index {index} of split '{self.split}' after {failures} failures "
+            f"({len(self._reported)} unreadable files; last: {last_error}); the dataset looks unreadable "
+            f"(root={self.cfg.root})"
         )
 
 

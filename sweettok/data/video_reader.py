@@ -15,6 +15,7 @@ import math
 import os
 from typing import Sequence
 
+import av  # before decord: decord's bundled FFmpeg, loaded first, breaks PyAV's libvpx codecs
 import numpy as np
 
 logger = logging.getLogger(__name__)
@@ -66,8 +67,10 @@ class VideoReader:
 class DecordReader(VideoReader):
     """decord ``VideoReader``: native frame index, ``get_batch`` decodes only what is asked."""
 
-    def __init__(self, path: str | os.PathLike, num_threads: int = 1):
+    def __init__(self, path: str | os.PathLike, num_threads: int = 1, fallback: bool = False):
         self.path = os.fspath(path)
+        self._fallback = fallback  # decode with PyAV when decord fails on this file
+        self._pyav: PyAVReader | None = None
         try:
             self._vr = decord.VideoReader(self.path, ctx=decord.cpu(0), num_threads=num_threads)
             self.num_frames = len(self._vr)
@@ -82,10 +85,18 @@ class DecordReader(VideoReader):
         """Decode the frames at ``indices`` -> uint8 (N, H, W, 3)."""
         wanted = _check_indices(indices, self.num_frames, self.path)
         unique = sorted(set(wanted))
+        if self._pyav is not None:
+            return self._pyav.get_frames(wanted)
         try:
             batch = self._vr.get_batch(unique).asnumpy()  # (U, H, W, 3)
         except Exception as err:
-            raise VideoReadError(self.path, f"decord: {str(err).splitlines()[0][:200]}") from None
+            reason = f"decord: {str(err).splitlines()[0][:200]}"
+            if not self._fallback:
+                raise VideoReadError(self.path, reason) from None
+            # e.g. decord's row-alignment bug on widths that are not a multiple of 32
+            logger.debug("%s failed on %s; decoding with PyAV", reason, self.path)
+            self._pyav = PyAVReader(self.path)
+            return self._pyav.get_frames(wanted)
         self.frames_decoded += len(unique)
         position = {index: row for row, index in enumerate(unique)}
         return batch[[position[i] for i in wanted]]
@@ -93,14 +104,14 @@ class DecordReader(VideoReader):
     def close(self) -> None:
         """Release the file."""
         self._vr = None
+        if self._pyav is not None:
+            self._pyav.close()
 
 
 class PyAVReader(VideoReader):
     """PyAV: seek to the key frame before the first needed frame, decode up to the last one."""
 
     def __init__(self, path: str | os.PathLike):
-        import av
-
         self.path = os.fspath(path)
         try:
             self._container = av.open(self.path)
@@ -204,7 +215,7 @@ def open_video(path: str | os.PathLike, backend: str = "auto", num_threads: int 
     if not HAVE_DECORD:
         raise ImportError("video backend 'decord' requested but decord is not installed")
     try:
-        return DecordReader(path, num_threads=num_threads)
+        return DecordReader(path, num_threads=num_threads, fallback=backend == "auto")
     except VideoReadError as err:
         if backend == "decord":
             raise
@@ -213,17 +224,9 @@ def open_video(path: str | os.PathLike, backend: str = "auto", num_threads: int 
 
 
 def read_frames(path: str | os.PathLike, indices: Sequence[int], backend: str = "auto") -> np.ndarray:
-    """Open, decode ``indices`` and close; falls back to PyAV if decord fails while decoding."""
-    reader = open_video(path, backend)
-    try:
+    """Open ``path``, decode the frames at ``indices`` -> uint8 (N, H, W, 3), close."""
+    with open_video(path, backend) as reader:
         return reader.get_frames(indices)
-    except VideoReadError:
-        if backend != "auto" or isinstance(reader, PyAVReader):
-            raise
-        with PyAVReader(path) as fallback:
-            return fallback.get_frames(indices)
-    finally:
-        reader.close()
 
 
 def video_info(path: str | os.PathLike, backend: str = "auto") -> tuple[int, float]:

@@ -1,0 +1,80 @@
+"""Video readers: right frames, frame count/fps, only the needed frames decoded, corrupt files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sweettok.data import video_reader
+from sweettok.data.video_reader import PyAVReader, VideoReadError, open_video, read_frames
+from sweettok.data.video_writer import write_video
+
+BACKENDS = ["pyav"] + (["decord"] if video_reader.HAVE_DECORD else [])
+
+
+def patterned_frames(num_frames: int, size: int = 32) -> np.ndarray:
+    """Frames that differ by brightness (frame index) plus a smooth spatial gradient."""
+    ys, xs = np.mgrid[0:size, 0:size]
+    frames = [np.stack([xs * 3 + t * 6, ys * 3 + 10, np.full_like(xs, 200 - t * 5)], -1) for t in range(num_frames)]
+    return np.clip(np.stack(frames), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    "name, codec, lossless, tolerance",
+    [("clip.mp4", "libx264", True, 3), ("clip.mkv", "ffv1", True, 0), ("clip.webm", "libvpx-vp9", True, 3)],
+)
+def test_reader_returns_the_frames_written(tmp_path, backend, name, codec, lossless, tolerance):
+    frames = patterned_frames(30)
+    path = write_video(tmp_path / name, frames, fps=10, codec=codec, lossless=lossless)
+    indices = [20, 3, 3, 29, 0, 11]  # unordered, with a repeat
+    with open_video(path, backend) as reader:
+        assert reader.num_frames == 30
+        assert reader.fps == pytest.approx(10.0, rel=1e-3)
+        out = reader.get_frames(indices)
+    assert out.shape == (6, 32, 32, 3) and out.dtype == np.uint8
+    assert np.abs(out.astype(int) - frames[indices]).max() <= tolerance
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_avi_mpeg4_frames_match_nearest_written_frame(tmp_path, backend):
+    frames = patterned_frames(24)
+    path = write_video(tmp_path / "clip.avi", frames, fps=25)  # MPEG-4 part 2, lossy like XviD
+    indices = [0, 7, 15, 23]
+    out = read_frames(path, indices, backend).astype(float)
+    for row, index in zip(out, indices):
+        errors = np.abs(frames.astype(float) - row).mean(axis=(1, 2, 3))
+        assert int(errors.argmin()) == index
+        assert errors[index] < 4.0
+
+
+def test_pyav_decodes_only_the_frames_it_needs(tmp_path):
+    ys, xs = np.mgrid[0:48, 0:48]
+    frames = np.stack([np.stack([(xs * 2 + t * 3) % 256, ys * 4, np.full_like(xs, t)], -1) for t in range(150)])
+    path = write_video(tmp_path / "long.mp4", frames.astype(np.uint8), fps=25, options={"g": "10"})
+    reader = PyAVReader(path)
+    out = reader.get_frames(list(range(100, 117)))
+    assert out.shape[0] == 17
+    # Seek to the key frame at or before 100 (<= 10 frames back), then decode 17 frames.
+    assert reader.frames_decoded <= 17 + 12
+    first = PyAVReader(path)
+    first.get_frames(list(range(17)))
+    assert first.frames_decoded == 17
+
+
+@pytest.mark.parametrize("backend", ["auto"] + BACKENDS)
+def test_corrupt_empty_and_missing_files_raise_video_read_error(tmp_path, backend):
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    empty = tmp_path / "empty.avi"
+    empty.write_bytes(b"")
+    for path in (corrupt, empty, tmp_path / "missing.mkv"):
+        with pytest.raises(VideoReadError, match=path.name):
+            with open_video(path, backend) as reader:
+                reader.get_frames([0])
+
+
+def test_out_of_range_indices_are_rejected(tmp_path):
+    path = write_video(tmp_path / "clip.mp4", patterned_frames(5), fps=5)
+    with open_video(path) as reader, pytest.raises(IndexError, match="outside 0..4"):
+        reader.get_frames([2, 5])
