@@ -13,7 +13,7 @@ the two halves, as in the original.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from einops import rearrange
@@ -26,11 +26,11 @@ from sweettok.config import QuantizerConfig
 class QuantizerOutput:
     """Result of a quantizer forward pass."""
 
-    z_q: torch.Tensor  # (B, L, 2*code_dim), value = the codes, gradient = straight-through to z
-    loss: torch.Tensor  # scalar: codebook_loss + commitment_loss
-    logs: dict = field(default_factory=dict)  # detached scalars (tensors; .item() them when logging)
-    first_indices: torch.Tensor = None  # (B, L, k) long, nearest first
-    second_indices: torch.Tensor = None  # (B, L) long
+    z_q: torch.Tensor  # (B, L, 2*code_dim) in z's dtype; value = the codes, gradient = straight-through to z
+    loss: torch.Tensor  # scalar float32: codebook_loss + commitment_loss
+    logs: dict[str, torch.Tensor]  # detached scalar tensors, still on device (.item() them when logging)
+    first_indices: torch.Tensor  # (B, L, k) long, nearest first
+    second_indices: torch.Tensor  # (B, L) long
 
 
 def squared_distances(z: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
