@@ -155,3 +155,12 @@ def test_dataloader_with_two_workers_and_distributed_sampler(tmp_path):
     sampler = DistributedSampler(dataset, num_replicas=2, rank=1, shuffle=False)
     shard = next(iter(DataLoader(dataset, batch_size=3, sampler=sampler)))
     assert shard["key"] == ["v1", "v3", "v5"]
+
+
+def test_max_eval_clips_takes_an_evenly_spaced_subset_and_bad_rule_fails_early(tmp_path):
+    cfg = make_set(tmp_path, {f"v{i}.mp4": 18 for i in range(6)}, max_eval_clips=3)
+    assert [e.key for e in VideoDataset(cfg, "eval").entries] == ["v0", "v2", "v5"]
+    assert len(VideoDataset(cfg, "train")) == 6
+    cfg.short_video = "mirror"
+    with pytest.raises(ValueError, match="short_video"):
+        VideoDataset(cfg, "train")

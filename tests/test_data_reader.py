@@ -32,8 +32,10 @@ def test_reader_returns_the_frames_written(tmp_path, backend, name, codec, lossl
         assert reader.num_frames == 30
         assert reader.fps == pytest.approx(10.0, rel=1e-3)
         out = reader.get_frames(indices)
+        again = reader.get_frames([0, 1])  # a second call on the same reader starts afresh
     assert out.shape == (6, 32, 32, 3) and out.dtype == np.uint8
     assert np.abs(out.astype(int) - frames[indices]).max() <= tolerance
+    assert np.abs(again.astype(int) - frames[[0, 1]]).max() <= tolerance
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..config import DatasetConfig
 from .lists import DatasetError, VideoEntry, class_names_for, find_class_index, load_entries
-from .sampling import frame_step, plan_clip
+from .sampling import SHORT_VIDEO_RULES, frame_step, plan_clip
 from .transforms import VideoTransform
 from .video_reader import VideoReadError, open_video
 
@@ -70,6 +70,8 @@ class VideoDataset(Dataset):
         self.cfg = cfg
         self.split = split
         self.train = split in TRAIN_SPLITS
+        if cfg.short_video not in SHORT_VIDEO_RULES:  # checked here so a typo is not taken for bad files
+            raise ValueError(f"dataset.short_video must be one of {SHORT_VIDEO_RULES}, got '{cfg.short_video}'")
         list_path, folder = _split_sources(cfg, split)
         entries, self.list_format = load_entries(list_path, cfg.root, cfg.list_format, folder)
         if not entries:
@@ -150,7 +152,7 @@ class VideoDataset(Dataset):
             else:
                 try:
                     video = self.load_clip(entry)
-                except (VideoReadError, IndexError) as err:
+                except (VideoReadError, IndexError, ValueError) as err:  # ValueError: e.g. frame size changes mid-file
                     self.stats["skipped"] += 1
                     self._report(path, err)
                     failures, last_error = failures + 1, err

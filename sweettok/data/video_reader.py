@@ -48,7 +48,7 @@ class VideoReader:
     path: str
     num_frames: int
     fps: float
-    frames_decoded: int  # frames actually decoded so far (for tests and benchmarks)
+    frames_decoded: int  # PyAV: frames decoded so far; decord: frames returned (for tests, benchmarks)
 
     def get_frames(self, indices: Sequence[int]) -> np.ndarray:
         """Decode the frames at ``indices`` (any order, repeats allowed) -> uint8 (N, H, W, 3)."""
@@ -152,27 +152,36 @@ class PyAVReader(VideoReader):
             return -1
         return int(round(float((frame.pts - start) * self._stream.time_base) * self.fps))
 
+    def _decode_range(self, first: int, last: int, needed: set[int], seek: bool) -> dict[int, np.ndarray]:
+        """Decode from the key frame at/before ``first`` (or the start) up to ``last``."""
+        found: dict[int, np.ndarray] = {}
+        start = self._stream.start_time or 0
+        target = start + int(first / self.fps / self._stream.time_base) if seek else start
+        # Seek lands on the key frame at or before ``target`` and flushes the decoder.
+        self._container.seek(target, stream=self._stream, backward=True, any_frame=False)
+        counter = -1
+        for frame in self._container.decode(self._stream):
+            self.frames_decoded += 1
+            index = self._frame_index(frame)
+            counter = index if index >= 0 else counter + 1
+            if seek and counter > first and not found:
+                return {}  # the seek overshot (bad index): caller decodes from the start
+            if counter in needed:
+                found[counter] = frame.to_ndarray(format="rgb24")
+            if counter >= last:
+                break
+        return found
+
     def get_frames(self, indices: Sequence[int]) -> np.ndarray:
         """Decode the frames at ``indices`` -> uint8 (N, H, W, 3)."""
         wanted = _check_indices(indices, self.num_frames, self.path)
         first, last = min(wanted), max(wanted)
         needed = set(wanted)
-        found: dict[int, np.ndarray] = {}
         try:
-            if first > 0 and self.fps > 0:
-                # Seek lands on the key frame at or before ``first``; decode forward from there.
-                start = self._stream.start_time or 0
-                target = start + int(first / self.fps / self._stream.time_base)
-                self._container.seek(target, stream=self._stream, backward=True, any_frame=False)
-            counter = -1
-            for frame in self._container.decode(self._stream):
-                self.frames_decoded += 1
-                index = self._frame_index(frame)
-                counter = index if index >= 0 else counter + 1
-                if counter in needed:
-                    found[counter] = frame.to_ndarray(format="rgb24")
-                if counter >= last:
-                    break
+            seek = first > 0 and self.fps > 0 and self._stream.time_base is not None
+            found = self._decode_range(first, last, needed, seek)
+            if seek and not found:
+                found = self._decode_range(first, last, needed, seek=False)
         except Exception as err:
             raise VideoReadError(self.path, f"pyav: {str(err).splitlines()[0][:200]}") from None
         if not found:
