@@ -46,7 +46,8 @@ class ExperimentConfig:
     save_every: int = 10_000
     eval_every: int = 5_000
     generate_every: int = 1_000
-    log_grad_norm_every: int = 1_000
+    log_grad_norm_every: int = 1_000  # per-module gradient norms (the global norm is logged every log_every)
+    keep_last_checkpoints: int = 3  # older checkpoint-<step>/ folders are deleted; 0 keeps all
 
 
 # ----------------------------------------------------------------------------- model
@@ -222,13 +223,18 @@ class OptimizerConfig:
     beta2: float = 0.99
     weight_decay: float = 1e-4
     eps: float = 1e-8
+    # Parameters with ndim < 2, or with one of these words in their dotted name (split on "." and "_",
+    # trailing digits ignored; a keyword holding "_" matches as a substring), get no weight decay.
+    no_weight_decay_keywords: list[str] = field(
+        default_factory=lambda: ["norm", "bias", "embedding", "queries", "mask_token", "pos", "ln", "gamma", "latent_tokens"]
+    )
 
 
 @dataclass
 class LrSchedulerConfig:
     """Warmup then cosine (or constant) decay to end_lr."""
 
-    name: str = "cosine"  # cosine | constant
+    name: str = "cosine"  # cosine | constant (after the linear warmup); counted in optimizer steps
     warmup_steps: int = 0
     end_lr: float = 1e-5
     discriminator_warmup_steps: int = 0

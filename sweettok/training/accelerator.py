@@ -1,0 +1,46 @@
+"""Config -> ``accelerate.Accelerator`` (precision, accumulation, tracker, run folder)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import ProjectConfiguration
+from omegaconf import DictConfig
+
+from sweettok.config import ConfigError
+
+PRECISIONS = ("no", "fp16", "bf16")
+TRACKERS = ("wandb", "tensorboard", "none")
+
+
+def build_accelerator(cfg: DictConfig) -> Accelerator:
+    """Accelerator for ``cfg``; schedulers step once per call (we call them once per optimizer step)."""
+    exp, training = cfg.experiment, cfg.training
+    if training.mixed_precision not in PRECISIONS:
+        raise ConfigError(f"training.mixed_precision must be one of {PRECISIONS}, got '{training.mixed_precision}'")
+    if exp.logger not in TRACKERS:
+        raise ConfigError(f"experiment.logger must be one of {TRACKERS}, got '{exp.logger}'")
+    if training.gradient_accumulation_steps < 1:
+        raise ConfigError(f"training.gradient_accumulation_steps must be >= 1, got {training.gradient_accumulation_steps}")
+    if exp.logger == "wandb":
+        os.environ.setdefault("WANDB_MODE", "offline")  # never reach for the network unless asked to
+    if exp.logger == "tensorboard" and not any(
+        importlib.util.find_spec(name) for name in ("tensorboard", "tensorboardX")
+    ):
+        raise ConfigError("experiment.logger=tensorboard needs `pip install tensorboard` (or use wandb / none)")
+    if torch.cuda.is_available():
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    out = Path(exp.output_dir)
+    return Accelerator(
+        mixed_precision=training.mixed_precision,
+        gradient_accumulation_steps=training.gradient_accumulation_steps,
+        log_with=None if exp.logger == "none" else exp.logger,
+        project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),
+        # The wrapper would otherwise step num_processes times per optimizer step (see schedules.py).
+        step_scheduler_with_optimizer=False,
+    )

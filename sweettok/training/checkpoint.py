@@ -1,0 +1,164 @@
+"""Run-folder checkpoints (atomic, resumable) and the final export the next stage loads.
+
+    output_dir/
+      config.yaml                 resolved config of the run
+      checkpoint-<step>/          accelerate save_state (models as safetensors, optimizers,
+                                  schedulers, scaler, RNG of every rank), ema.safetensors,
+                                  config.yaml, meta.json (written last)
+      checkpoint-<step>-nonfinite/  state when a loss went NaN/inf (never resumed from)
+      export/model.safetensors + config.yaml   EMA weights of the main model
+
+A checkpoint is written into ``.tmp-checkpoint-<step>/`` and renamed with ``os.replace`` once
+complete, so a kill mid-save leaves every earlier checkpoint intact; resume only considers folders
+named exactly ``checkpoint-<step>`` that hold a ``meta.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from safetensors.torch import load_file, save_file
+
+from sweettok.config import load_config, save_config
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+META_FILE = "meta.json"
+EMA_FILE = "ema.safetensors"
+CONFIG_FILE = "config.yaml"
+EXPORT_WEIGHTS = "model.safetensors"
+
+
+def list_checkpoints(output_dir: str | os.PathLike) -> list[tuple[int, Path]]:
+    """Complete checkpoints of a run as (step, folder), oldest first."""
+    output_dir = Path(output_dir)
+    if not output_dir.is_dir():
+        return []
+    found = []
+    for path in output_dir.iterdir():
+        match = CHECKPOINT_RE.match(path.name)
+        if match and (path / META_FILE).is_file():
+            found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+def latest_checkpoint(output_dir: str | os.PathLike) -> Optional[Path]:
+    """Newest complete checkpoint folder, or None."""
+    found = list_checkpoints(output_dir)
+    return found[-1][1] if found else None
+
+
+def prune_checkpoints(output_dir: str | os.PathLike, keep_last: int) -> None:
+    """Delete all but the newest ``keep_last`` complete checkpoints (0 keeps all)."""
+    if keep_last <= 0:
+        return
+    for _, path in list_checkpoints(output_dir)[:-keep_last]:
+        shutil.rmtree(path, ignore_errors=True)
+        logger.info("removed old checkpoint %s", path)
+
+
+def read_meta(folder: str | os.PathLike) -> dict:
+    """The ``meta.json`` of a checkpoint folder."""
+    path = Path(folder) / META_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no meta.json, not a complete checkpoint")
+    return json.loads(path.read_text())
+
+
+def save_checkpoint(
+    accelerator,
+    folder: str | os.PathLike,
+    meta: dict,
+    cfg: DictConfig,
+    ema=None,
+    extra: Optional[Callable[[Path], None]] = None,
+) -> Path:
+    """Write a checkpoint atomically; every rank must call it (save_state is collective).
+
+    ``extra(tmp_folder)`` runs on the main process before ``meta.json`` is written (for tests and
+    for tasks with more to save).
+    """
+    folder = Path(folder)
+    tmp = folder.parent / f".tmp-{folder.name}"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)  # a leftover of an interrupted save
+        tmp.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp), safe_serialization=True)
+    if accelerator.is_main_process:
+        if ema is not None:
+            ema.save(tmp / EMA_FILE)
+        save_config(cfg, tmp / CONFIG_FILE)
+        if extra is not None:
+            extra(tmp)
+        meta = {**meta, "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "config": OmegaConf.to_container(cfg, resolve=True)}
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
+        if folder.exists():  # the same step saved again (e.g. after a resume): replace it
+            old = folder.parent / f".old-{folder.name}"
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(folder, old)
+            shutil.rmtree(old, ignore_errors=True)
+        os.replace(tmp, folder)
+        logger.info("saved %s", folder)
+    accelerator.wait_for_everyone()
+    return folder
+
+
+def load_checkpoint(accelerator, folder: str | os.PathLike, ema=None) -> dict:
+    """Restore models, optimizers, schedulers, scaler, RNG (and EMA) from ``folder``; return its meta."""
+    folder = Path(folder)
+    meta = read_meta(folder)
+    accelerator.load_state(str(folder))
+    if ema is not None:
+        ema.load(folder / EMA_FILE)
+    return meta
+
+
+def export_model(state_dict: dict[str, torch.Tensor], cfg: DictConfig, out_dir: str | os.PathLike) -> Path:
+    """Write ``model.safetensors`` + ``config.yaml`` (call on the main process only)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # safetensors refuses tensors that share storage; clone those (tied weights) apart
+    tensors, seen = {}, set()
+    for name, tensor in state_dict.items():
+        tensor = tensor.detach().cpu()
+        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset())
+        tensors[name] = tensor.clone() if key in seen else tensor.contiguous()
+        seen.add(key)
+    tmp = out_dir / (EXPORT_WEIGHTS + ".tmp")
+    save_file(tensors, str(tmp), metadata={"format": "pt"})
+    os.replace(tmp, out_dir / EXPORT_WEIGHTS)
+    save_config(cfg, out_dir / CONFIG_FILE)
+    logger.info("exported %d tensors to %s", len(tensors), out_dir)
+    return out_dir
+
+
+def load_export(folder: str | os.PathLike) -> tuple[dict[str, torch.Tensor], DictConfig]:
+    """Read an export folder (``model.safetensors`` + ``config.yaml``) -> (state_dict, config)."""
+    folder = Path(folder)
+    weights, config = folder / EXPORT_WEIGHTS, folder / CONFIG_FILE
+    for path in (weights, config):
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} not found: an export folder holds {EXPORT_WEIGHTS} and {CONFIG_FILE}, "
+                "written at the end of a training run into <output_dir>/export"
+            )
+    return load_file(str(weights)), load_config(config)
+
+
+def to_jsonable(value: Any) -> Any:
+    """Plain JSON types for a meta dict (tensors -> numbers)."""
+    if isinstance(value, torch.Tensor):
+        return value.item() if value.numel() == 1 else value.tolist()
+    return value

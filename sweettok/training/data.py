@@ -1,0 +1,74 @@
+"""Training dataloaders whose order is a pure function of (seed, epoch), for exact resume.
+
+The sampler reshuffles each epoch with its own generator seeded by ``seed`` and the epoch, and the
+DataLoader gets its own generator too, so iterating never draws from the global torch RNG: a run
+resumed mid-epoch (``accelerator.skip_first_batches``) sees the same batches, and its model-side
+randomness (dropout, noise) continues exactly where the checkpoint's RNG state left it.
+Random augmentations inside dataset workers are only reproducible if the dataset derives them from
+the sample index and epoch.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Callable, Iterator, Optional
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+
+class EpochShuffleSampler(Sampler[int]):
+    """Permutation of ``range(num_samples)`` seeded by (seed, epoch); ``set_epoch`` before each epoch."""
+
+    def __init__(self, num_samples: int, seed: int = 0, shuffle: bool = True):
+        if num_samples <= 0:
+            raise ValueError(f"the dataset is empty (num_samples={num_samples})")
+        self.num_samples = num_samples
+        self.seed = seed
+        self.shuffle = shuffle
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose order ``__iter__`` yields."""
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        if not self.shuffle:
+            return iter(range(self.num_samples))
+        rng = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.num_samples, generator=rng).tolist())
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+def _seed_worker(worker_id: int) -> None:
+    # torch seeds python's `random` and itself per worker; numpy needs it done by hand
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def build_dataloader(
+    dataset: Dataset,
+    batch_size: int,
+    seed: int,
+    shuffle: bool = True,
+    num_workers: int = 0,
+    drop_last: bool = True,
+    collate_fn: Optional[Callable] = None,
+) -> DataLoader:
+    """Per-process DataLoader for the trainer (``accelerator.prepare`` shards it across ranks)."""
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=EpochShuffleSampler(len(dataset), seed=seed, shuffle=shuffle),
+        num_workers=num_workers,
+        drop_last=drop_last,
+        collate_fn=collate_fn,
+        worker_init_fn=_seed_worker if num_workers > 0 else None,
+        persistent_workers=False,
+        generator=torch.Generator().manual_seed(seed),
+        pin_memory=torch.cuda.is_available(),
+    )

@@ -1,0 +1,343 @@
+"""The generic trainer on a test-only task (a tiny MLP regression): resume, atomic saves, DDP, precision.
+
+Run as a script (``accelerate launch ... tests/test_training.py OUTPUT_DIR``) it trains the same task,
+which is how the two-process test drives it.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from accelerate.state import AcceleratorState, GradientState
+from torch import nn
+from torch.utils.data import Dataset
+
+from sweettok.config import load_config, to_dataclass
+from sweettok.training.checkpoint import latest_checkpoint, list_checkpoints, load_export, read_meta
+from sweettok.training.data import build_dataloader
+from sweettok.training.ema import EMA
+from sweettok.training.optim import build_optimizer, param_groups
+from sweettok.training.schedules import build_scheduler, lr_at
+from sweettok.training.task import NonFiniteLossError, Task
+from sweettok.training.trainer import Trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ----------------------------------------------------------------------------- the test task
+
+
+class IndexedRegression(Dataset):
+    """(index, x, y) with y a fixed linear function of x: the index lets tests check data order."""
+
+    def __init__(self, size: int = 24):
+        g = torch.Generator().manual_seed(0)
+        self.x = torch.randn(size, 4, generator=g)
+        self.y = self.x @ torch.randn(4, 1, generator=g)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int):
+        return i, self.x[i], self.y[i]
+
+
+class TinyMLP(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.pos_embedding = nn.Parameter(torch.zeros(1, 16))
+        self.proj_in = nn.Linear(4, 16)
+        self.norm = nn.LayerNorm(16)
+        self.dropout = nn.Dropout(0.2)  # randomness: exact resume must restore the RNG too
+        self.head = nn.Linear(16, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(self.norm(self.proj_in(x) + self.pos_embedding)))
+
+
+class RegressionTask(Task):
+    """Test fixture: MSE regression; records batch indices and lrs; can stop or go NaN at a step."""
+
+    def __init__(self, cfg, trainer, stop_at: int = -1, nan_at: int = -1):
+        super().__init__(cfg, trainer)
+        self.stop_at, self.nan_at = stop_at, nan_at
+        self.seen: list[list[int]] = []
+        self.lrs: dict[int, float] = {}
+
+    def build(self) -> None:
+        cfg = self.cfg
+        self.models["model"] = TinyMLP()
+        self.optimizers["model"] = build_optimizer(self.models["model"], to_dataclass(cfg.optimizer))
+        self.schedulers["model"] = build_scheduler(
+            self.optimizers["model"], to_dataclass(cfg.lr_scheduler), cfg.training.max_train_steps
+        )
+        self.train_dataloader = build_dataloader(IndexedRegression(), cfg.training.per_gpu_batch_size, cfg.experiment.seed)
+
+    def train_step(self, batch, step: int) -> dict:
+        if step == self.stop_at:
+            raise KeyboardInterrupt(f"simulated kill at step {step}")
+        index, x, y = batch
+        self.seen.append(index.tolist())
+        self.lrs[step] = self.optimizers["model"].param_groups[0]["lr"]
+        loss = F.mse_loss(self.models["model"](x).float(), y)
+        if step == self.nan_at:
+            loss = loss * float("nan")
+        self.backward(loss, {"loss": loss})
+        self.optimizer_step("model")
+        return {"loss": loss.detach()}
+
+
+def make_cfg(out: Path, *overrides: str):
+    return load_config(None, [
+        f"experiment.output_dir={out}", "experiment.logger=none", "experiment.log_every=1",
+        "experiment.eval_every=0", "experiment.generate_every=0", "experiment.save_every=1000",
+        "training.per_gpu_batch_size=4", "training.max_train_steps=8", "training.ema_decay=0.9",
+        "lr_scheduler.warmup_steps=3", "lr_scheduler.end_lr=1e-4", "optimizer.learning_rate=1e-2",
+        *overrides,
+    ])
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerate_state():
+    """Accelerate keeps process-wide singletons; each Trainer in a test gets a clean one."""
+    yield
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+
+
+def new_trainer(cfg, **task_kwargs) -> Trainer:
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    return Trainer(cfg, functools.partial(RegressionTask, **task_kwargs))
+
+
+def snapshot(trainer: Trainer) -> dict:
+    model = trainer.task.unwrap("model")
+    opt = trainer.task.optimizers["model"].state_dict()["state"]
+    return {
+        "params": {k: v.clone() for k, v in model.state_dict().items()},
+        "ema": {k: v.clone() for k, v in trainer.ema.shadow.items()},
+        "adam": {(i, k): v.clone() for i, s in opt.items() for k, v in s.items()},
+        "lr": trainer.task.schedulers["model"].get_last_lr(),
+        "rng": torch.get_rng_state(),
+    }
+
+
+def assert_same(a: dict, b: dict) -> None:
+    for key in ("params", "ema", "adam"):
+        assert a[key].keys() == b[key].keys(), key
+        for name in a[key]:
+            assert torch.equal(a[key][name], b[key][name]), f"{key} {name} differs"
+    assert a["lr"] == b["lr"]
+    assert torch.equal(a["rng"], b["rng"])
+
+
+# ----------------------------------------------------------------------------- tests
+
+
+def test_exact_resume_matches_a_straight_run(tmp_path):
+    """4 steps, killed, resumed for 4 more == 8 straight: weights, EMA, Adam state, lr, RNG, data order.
+
+    Accumulation 2 over 6 batches per epoch puts the checkpoint in the middle of epoch 1.
+    """
+    overrides = ["training.gradient_accumulation_steps=2", "experiment.save_every=4"]
+    straight = new_trainer(make_cfg(tmp_path / "a", *overrides))
+    straight.fit()
+    expected = snapshot(straight)
+
+    first = new_trainer(make_cfg(tmp_path / "b", *overrides), stop_at=4)
+    with pytest.raises(KeyboardInterrupt):
+        first.fit()
+    meta = read_meta(tmp_path / "b" / "checkpoint-4")
+    assert (meta["step"], meta["epoch"], meta["batches_in_epoch"]) == (4, 1, 2)
+    resumed = new_trainer(make_cfg(tmp_path / "b", *overrides))
+    assert resumed.step == 4
+    resumed.fit()
+
+    assert_same(snapshot(resumed), expected)
+    assert first.task.seen + resumed.task.seen == straight.task.seen
+    assert sorted(sum(straight.task.seen[:6], [])) == list(range(24))  # epoch 0 covers the data once
+    assert straight.task.seen[6:12] != straight.task.seen[:6]  # and epoch 1 is reshuffled
+    # the export holds the EMA weights and its config, loadable by the next stage
+    state, cfg = load_export(tmp_path / "b" / "export")
+    assert cfg.training.gradient_accumulation_steps == 2
+    for name, value in expected["ema"].items():
+        assert torch.equal(state[name], value)
+
+
+def test_kill_during_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
+    """A save that dies after partial writes leaves checkpoint-2 intact; resume ignores the leftover."""
+    cfg = make_cfg(tmp_path, "experiment.save_every=2", "training.max_train_steps=4")
+    calls = {"n": 0}
+    original_save = EMA.save
+
+    def dying_save(self, path):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the step-4 save: write half a file, then "get killed"
+            Path(path).write_bytes(b"partial")
+            raise KeyboardInterrupt("killed during save")
+        original_save(self, path)
+
+    monkeypatch.setattr(EMA, "save", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        new_trainer(cfg).fit()
+    monkeypatch.setattr(EMA, "save", original_save)
+
+    assert (tmp_path / ".tmp-checkpoint-4").is_dir()
+    assert [step for step, _ in list_checkpoints(tmp_path)] == [2]
+    assert latest_checkpoint(tmp_path) == tmp_path / "checkpoint-2"
+    resumed = new_trainer(cfg)
+    assert resumed.step == 2
+    resumed.fit()
+    assert [step for step, _ in list_checkpoints(tmp_path)] == [2, 4]
+    assert not (tmp_path / ".tmp-checkpoint-4").exists()
+
+
+def test_keep_last_checkpoints(tmp_path):
+    cfg = make_cfg(tmp_path, "experiment.save_every=1", "training.max_train_steps=4",
+                   "experiment.keep_last_checkpoints=2")
+    new_trainer(cfg).fit()
+    assert [step for step, _ in list_checkpoints(tmp_path)] == [3, 4]
+    assert (tmp_path / "config.yaml").is_file() and (tmp_path / "train.log").is_file()
+
+
+def test_nonfinite_loss_stops_with_a_checkpoint(tmp_path):
+    trainer = new_trainer(make_cfg(tmp_path), nan_at=2)
+    with pytest.raises(NonFiniteLossError, match=r"step 3: loss=nan.*checkpoint-3-nonfinite") as info:
+        trainer.fit()
+    assert info.value.step == 3
+    folder = tmp_path / "checkpoint-3-nonfinite"
+    assert read_meta(folder)["step"] == 2
+    assert latest_checkpoint(tmp_path) is None  # never picked up by resume
+    assert not (tmp_path / "export").exists()
+
+
+def test_bf16_mixed_precision_on_cpu(tmp_path):
+    trainer = new_trainer(make_cfg(tmp_path, "training.mixed_precision=bf16", "training.max_train_steps=2"))
+    before = {k: v.clone() for k, v in trainer.task.unwrap("model").state_dict().items()}
+    trainer.fit()
+    after = trainer.task.unwrap("model").state_dict()
+    assert trainer.accelerator.mixed_precision == "bf16"
+    assert all(torch.isfinite(v).all() for v in after.values())
+    assert not torch.equal(before["head.weight"], after["head.weight"])
+
+
+def test_lr_schedule_values():
+    base, end = 1e-3, 1e-5
+    assert lr_at(0, base, end, 10, 110) == pytest.approx(1e-4)
+    assert lr_at(9, base, end, 10, 110) == pytest.approx(base)
+    assert lr_at(10, base, end, 10, 110) == pytest.approx(base)
+    assert lr_at(60, base, end, 10, 110) == pytest.approx((base + end) / 2)
+    assert lr_at(110, base, end, 10, 110) == pytest.approx(end)
+    assert lr_at(500, base, end, 10, 110) == pytest.approx(end)
+    assert lr_at(50, base, end, 10, 110, name="constant") == base
+    with pytest.raises(ValueError, match="lr_scheduler.name"):
+        lr_at(0, base, end, 0, 10, name="linear")
+
+
+def test_lr_counts_optimizer_steps_under_accumulation(tmp_path):
+    """With accumulation 3 the scheduler still advances once per optimizer step."""
+    trainer = new_trainer(make_cfg(tmp_path, "training.gradient_accumulation_steps=3", "training.max_train_steps=6"))
+    trainer.fit()
+    expected = {s: lr_at(s, 1e-2, 1e-4, 3, 6) for s in range(6)}
+    assert trainer.task.lrs == pytest.approx(expected)
+
+
+def test_weight_decay_groups():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj = nn.Linear(3, 3)
+            self.post_proj = nn.Linear(3, 3)  # "post" is not "pos": decayed
+            self.norm1 = nn.LayerNorm(3)
+            self.token_embedding = nn.Embedding(5, 3)
+            self.queries = nn.Parameter(torch.zeros(4, 3))
+            self.pos_embed = nn.Parameter(torch.zeros(4, 3))
+            self.mask_token = nn.Parameter(torch.zeros(1, 3))
+            self.frozen = nn.Linear(3, 3).requires_grad_(False)
+
+    net = Net()
+    decay, no_decay = param_groups(net, 0.05, to_dataclass(load_config().optimizer).no_weight_decay_keywords)
+    names = {id(p): n for n, p in net.named_parameters()}
+    assert sorted(names[id(p)] for p in decay["params"]) == ["post_proj.weight", "proj.weight"]
+    assert sorted(names[id(p)] for p in no_decay["params"]) == [
+        "mask_token", "norm1.bias", "norm1.weight", "pos_embed", "post_proj.bias", "proj.bias", "queries",
+        "token_embedding.weight",
+    ]
+    assert (decay["weight_decay"], no_decay["weight_decay"]) == (0.05, 0.0)
+
+
+def test_ema_decay_and_swap():
+    model = nn.Linear(2, 1)
+    ema = EMA(model, decay=0.999)
+    assert ema.current_decay() == pytest.approx(0.1)  # (1+0)/(10+0)
+    start = model.weight.detach().clone()
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    ema.update(model)
+    assert torch.allclose(ema.shadow["weight"], start + 0.9)
+    live = model.weight.detach().clone()
+    with ema.swap(model):
+        assert torch.allclose(model.weight, start + 0.9)
+    assert torch.equal(model.weight, live)
+    ema.num_updates = 10**6
+    assert ema.current_decay() == 0.999
+
+
+def test_mistyped_override_fails_naming_the_key(capsys):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        from train import main
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    code = main([f"config={ROOT / 'configs/base/stage1.yaml'}", "training.max_train_stepz=3"])
+    assert code == 2
+    assert "training.max_train_stepz" in capsys.readouterr().err
+
+
+def test_missing_stage_says_not_implemented(capsys):
+    from sweettok.training.registry import get_task_factory
+
+    with pytest.raises(NotImplementedError, match="stage 7 is not implemented yet"):
+        get_task_factory(7)
+
+
+def test_two_processes_on_cpu(tmp_path):
+    """accelerate launch with 2 CPU processes: 2 steps, the lr schedule in optimizer steps, an export."""
+    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0",
+           __file__, str(tmp_path)]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    reports = [json.loads((tmp_path / f"report-{rank}.json").read_text()) for rank in (0, 1)]
+    for report in reports:
+        assert report["num_processes"] == 2 and report["step"] == 2
+        assert report["lrs"] == pytest.approx([lr_at(s, 1e-2, 1e-4, 3, 2) for s in range(2)])
+    assert not set(reports[0]["seen"]) & set(reports[1]["seen"])  # each rank its own samples
+    assert reports[0]["head"] == reports[1]["head"]  # gradients were averaged: same weights
+    assert (tmp_path / "export" / "model.safetensors").is_file()
+    assert [step for step, _ in list_checkpoints(tmp_path)] == [2]
+
+
+def _two_process_worker(out: str) -> None:
+    cfg = make_cfg(Path(out), "training.max_train_steps=2", "experiment.save_every=2")
+    trainer = Trainer(cfg, RegressionTask)
+    trainer.fit()  # ends with end_training(), which closes the process group: report per rank
+    report = {"num_processes": trainer.accelerator.num_processes, "step": trainer.step,
+              "lrs": [trainer.task.lrs[s] for s in sorted(trainer.task.lrs)],
+              "seen": sum(trainer.task.seen, []), "head": trainer.task.unwrap("model").head.weight.tolist()}
+    (Path(out) / f"report-{trainer.accelerator.process_index}.json").write_text(json.dumps(report))
+
+
+if __name__ == "__main__":
+    _two_process_worker(sys.argv[1])
