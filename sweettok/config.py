@@ -94,7 +94,11 @@ class QuantizerConfig:
 
 @dataclass
 class TokenizerConfig:
-    """DQAE (SweetTok-Compact) encoder/decoder sizes; defaults are the published architecture."""
+    """DQAE (SweetTok-Compact) encoder/decoder sizes; defaults are the published architecture.
+
+    The proxy-code count K of the decoder head and the latent grid come from ``ModelConfig.proxy``
+    (codebook_size, image_size / patch_size, frames), checked for agreement when the model is built.
+    """
 
     image_size: int = 256
     num_frames: int = 17
@@ -105,20 +109,25 @@ class TokenizerConfig:
     heads: int = 8
     head_dim: int = 64
     ff_mult: float = 4.0
-    window_size: int = 8
+    window_size: int = 8  # 'w' layers; must divide the patch grid side and the spatial query grid side
     query_layout: str = "decoupled"  # decoupled (spatial + temporal queries) | joint (ablation)
-    num_spatial_queries: int = 256
-    num_temporal_queries: int = 1024
+    num_spatial_queries: int = 256  # a square number (2-D RoPE grid of the query stacks)
+    num_temporal_queries: int = 1024  # decoupled: one per patch-grid position (H' * W')
     encoder_spatial_block: str = "ttwwtttt"
-    encoder_spatial_query_block: str = "ttwwtttt"
+    encoder_spatial_query_block: str = "ttwwtttt"  # same depth as encoder_spatial_block (layer i <- output i)
     encoder_temporal_depth: int = 4
-    encoder_temporal_query_depth: int = 4
-    decoder_spatial_latent_block: str = "tttttttt"
-    decoder_temporal_latent_depth: int = 4
+    encoder_temporal_query_depth: int = 4  # <= encoder_temporal_depth
+    joint_query_block: str = "tttttttt"  # joint layout only: no 'w' (1280 queries are no square grid)
+    decoder_spatial_latent_block: str = "tttttttt"  # same depth as decoder_block
+    decoder_temporal_latent_depth: int = 4  # >= len(decoder_temporal_layers)
     decoder_block: str = "tttttttt"
     decoder_temporal_layers: list[int] = field(default_factory=lambda: [1, 3, 5, 7])
     head_hidden: int = 1024
-    num_null_kv: int = 2
+    num_null_kv: int = 2  # decoder cross-attention null key/values (spatial stack and temporal layers)
+    encoder_num_null_kv: int = 0  # query-stack cross-attention null key/values (0 in the original)
+    # PEG reshape inside the encoder's temporal stack: "original" reproduces the quirk the published
+    # SweetTok weights were trained with (loading them forces it); "correct" for training from scratch.
+    peg_layout: str = "correct"
     spatial_quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
     temporal_quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
 

@@ -1,0 +1,141 @@
+"""Tokenizer weights in and out: the original SweetTok_Compact state dict, our export folders.
+
+Original layout (``sweettok_compact_state_dict.tsv``): ``encoder.enc_*_transformer``,
+``latent_*_tokens``, ``pre_vq_conv_*`` / ``post_vq_conv_*``, ``decoder.dec_*``, ``quantize*.gcn``,
+and in stage 2 ``pixel_decoder.*`` / ``pixel_codebook.*`` / ``pixel_post_vq_conv.*`` (an
+OmniTokenizer decoder; renamed with the proxy's own rules under ``pixel.``). 1x1 convs become
+Linear weights. ``quantize_temporal.code_book_mapping.*`` (an MLP the original never calls) is
+dropped. The original's temporal stack was trained with OmniTokenizer's PEG reshape quirk, so
+loading its weights needs ``peg_layout: original`` (``build_from_original`` sets it).
+
+    model = build_from_original(state_dict, cfg.model.tokenizer, cfg.model.proxy)   # strict
+    model = load_pretrained("outputs/ucf101_stage2/export")                          # our export
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from pathlib import Path
+from typing import Mapping, Optional
+
+from torch import Tensor, nn
+
+from sweettok.config import ProxyConfig, TokenizerConfig, to_dataclass
+from sweettok.models.key_mapping import STACK_RULES, rename_keys
+from sweettok.models.proxy_convert import load_state_dict_strict, omnitokenizer_to_ours, read_proxy_state_dict
+from sweettok.models.tokenizer import SweetTok
+
+logger = logging.getLogger(__name__)
+
+# (original regex, our replacement), applied before STACK_RULES
+PREFIX_RULES: list[tuple[str, str]] = [
+    (r"^latent_spatial_tokens$", "encoder.spatial_query_tokens"),
+    (r"^latent_temporal_tokens$", "encoder.temporal_query_tokens"),
+    (r"^encoder\.spatial_latent_tokens_positional_embedding$", "encoder.spatial_query_pos"),
+    (r"^encoder\.temporal_latent_tokens_positional_embedding$", "encoder.temporal_query_pos"),
+    (r"^encoder\.to_patch_emb_first_frame\.1\.", "encoder.patch_embed.first_frame.norm_in."),
+    (r"^encoder\.to_patch_emb_first_frame\.2\.", "encoder.patch_embed.first_frame.proj."),
+    (r"^encoder\.to_patch_emb_first_frame\.3\.", "encoder.patch_embed.first_frame.norm_out."),
+    (r"^encoder\.to_patch_emb\.1\.", "encoder.patch_embed.tubes.norm_in."),
+    (r"^encoder\.to_patch_emb\.2\.", "encoder.patch_embed.tubes.proj."),
+    (r"^encoder\.to_patch_emb\.3\.", "encoder.patch_embed.tubes.norm_out."),
+    (r"^encoder\.enc_spatial_transformer\.", "encoder.spatial_stack."),
+    (r"^encoder\.enc_latent_spatial_transformer\.", "encoder.spatial_query_stack."),
+    (r"^encoder\.enc_temporal_transformer\.", "encoder.temporal_stack."),
+    (r"^encoder\.enc_latent_temporal_transformer\.", "encoder.temporal_query_stack."),
+    (r"^encoder\.ln_post_spatial\.", "encoder.spatial_norm."),
+    (r"^encoder\.ln_post_temporal\.", "encoder.temporal_norm."),
+    (r"^encoder\.conv_out\.", "encoder.spatial_proj."),
+    (r"^encoder\.conv_out_temporal\.", "encoder.temporal_proj."),
+    (r"^pre_vq_conv_\.1\.", "spatial_pre_quant."),
+    (r"^pre_vq_conv_temporal\.1\.", "temporal_pre_quant."),
+    (r"^post_vq_conv_\.1\.", "spatial_post_quant."),
+    (r"^post_vq_conv_temporal\.1\.", "temporal_post_quant."),
+    (r"^decoder\.spatial_latent_tokens_positional_embedding$", "decoder.spatial_latent_pos"),
+    (r"^decoder\.temporal_latent_tokens_positional_embedding$", "decoder.temporal_latent_pos"),
+    (r"^decoder\.positional_embedding$", "decoder.grid_pos"),
+    (r"^decoder\.decoder_embed\.", "decoder.spatial_embed."),
+    (r"^decoder\.decoder_embed_temporal\.", "decoder.temporal_embed."),
+    (r"^decoder\.dec_spatial_latent_transformer\.", "decoder.spatial_latent_stack."),
+    (r"^decoder\.dec_temporal_latent_transformer\.", "decoder.temporal_latent_stack."),
+    (r"^decoder\.dec_spatial_transformer\.", "decoder.grid_stack."),
+    (r"^decoder\.dec_temporal_transformer\.", "decoder.temporal_cross."),
+    (r"^decoder\.ln_post\.", "decoder.head_norm."),
+    (r"^decoder\.ffn\.0\.", "decoder.head_hidden."),
+    (r"^decoder\.ffn\.2\.", "decoder.head_out."),
+    (r"^quantize\.", "spatial_quantizer."),
+    (r"^quantize_temporal\.", "temporal_quantizer."),
+]
+DEAD_PREFIXES = ("quantize_temporal.code_book_mapping.",)  # defined but never called by the original
+CONV_1X1 = ("encoder.spatial_proj.weight", "encoder.temporal_proj.weight", "decoder.head_hidden.weight",
+            "decoder.head_out.weight")
+PIXEL_PREFIXES = ("pixel_decoder.", "pixel_codebook.", "pixel_post_vq_conv.")
+
+
+def original_to_ours(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Rename a SweetTok_Compact state dict (stage 1 or 2) to our keys; 1x1 conv weights -> Linear."""
+    main = {k: v for k, v in state_dict.items() if not k.startswith(PIXEL_PREFIXES + DEAD_PREFIXES)}
+    out = rename_keys(main, PREFIX_RULES + STACK_RULES)
+    for key in CONV_1X1:
+        if key in out and out[key].ndim == 4:
+            out[key] = out[key][:, :, 0, 0]  # (out, in, 1, 1) -> (out, in)
+    pixel = {k[len("pixel_"):]: v for k, v in state_dict.items() if k.startswith(PIXEL_PREFIXES)}
+    out.update({"pixel." + k: v for k, v in omnitokenizer_to_ours(pixel).items()})
+    dropped = [k for k in state_dict if k.startswith(DEAD_PREFIXES)]
+    if dropped:
+        logger.info("dropped %d unused original keys (%s...)", len(dropped), dropped[0])
+    return out
+
+
+def is_original_layout(state_dict: Mapping[str, Tensor]) -> bool:
+    """Whether a tokenizer state dict uses the original SweetTok_Compact names."""
+    return any(k.startswith(("latent_spatial_tokens", "encoder.enc_", "decoder.dec_", "pre_vq_conv_"))
+               for k in state_dict)
+
+
+def build_from_original(state_dict: Mapping[str, Tensor], cfg: TokenizerConfig, proxy: ProxyConfig,
+                        quantizers: Optional[tuple[nn.Module, nn.Module]] = None) -> SweetTok:
+    """A SweetTok holding an original state dict (strict; stage 2 when it has ``pixel_*`` keys).
+
+    Sets ``peg_layout="original"``: the original temporal stack was trained with the PEG quirk.
+    """
+    if cfg.peg_layout != "original":
+        logger.info("loading original SweetTok weights: tokenizer.peg_layout %r -> 'original'", cfg.peg_layout)
+        cfg = dataclasses.replace(cfg, peg_layout="original")
+    ours = original_to_ours(state_dict)
+    pixel = any(k.startswith("pixel.") for k in ours)
+    model = SweetTok(cfg, proxy, pixel_decoder=pixel, quantizers=quantizers)
+    load_state_dict_strict(model, ours, "original SweetTok_Compact state dict")
+    return model
+
+
+def load_pixel_decoder_from_proxy(model: SweetTok, path: str | os.PathLike) -> None:
+    """Stage-2 init: copy the proxy checkpoint's decoder, codebook and post-quant layer into ``model.pixel``."""
+    if not model.has_pixel_decoder:
+        raise RuntimeError("load_pixel_decoder_from_proxy: the model has no pixel decoder (pixel_decoder=True)")
+    state = {k: v for k, v in read_proxy_state_dict(path).items() if not k.startswith(("encoder.", "pre_quant."))}
+    load_state_dict_strict(model.pixel, state, f"{path} (pixel decoder)")
+
+
+def load_pretrained(directory: str | os.PathLike, map_location: str = "cpu") -> SweetTok:
+    """Build from ``directory/config.yaml`` and load ``directory/model.safetensors`` strictly.
+
+    The MLC prior paths inside the config are resolved relative to the current directory. A
+    weights file in the original layout is converted. Stage 2 (pixel decoder) is detected from
+    the keys. Returns the model in eval mode.
+    """
+    from sweettok.training.checkpoint import load_export  # training imports models, not the reverse
+
+    directory = Path(directory)
+    state_dict, config = load_export(directory)
+    cfg: TokenizerConfig = to_dataclass(config.model.tokenizer)
+    proxy: ProxyConfig = to_dataclass(config.model.proxy)
+    if is_original_layout(state_dict):
+        model = build_from_original(state_dict, cfg, proxy)
+    else:
+        pixel = any(k.startswith("pixel.") for k in state_dict)
+        model = SweetTok(cfg, proxy, pixel_decoder=pixel)
+        load_state_dict_strict(model, state_dict, str(directory / "model.safetensors"))
+    return model.to(map_location).eval()
