@@ -9,6 +9,7 @@ import random
 import numpy as np
 import pytest
 import torch
+from accelerate.data_loader import prepare_data_loader
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, DistributedSampler
 
@@ -155,6 +156,12 @@ def test_dataloader_with_two_workers_and_distributed_sampler(tmp_path):
     sampler = DistributedSampler(dataset, num_replicas=2, rank=1, shuffle=False)
     shard = next(iter(DataLoader(dataset, batch_size=3, sampler=sampler)))
     assert shard["key"] == ["v1", "v3", "v5"]
+    # Accelerate's sharding of an ordinary eval loader (as accelerator.prepare does).
+    eval_loader = build_dataloader(cfg, "eval", batch_size=2, num_workers=0)
+    shards = [[k for b in prepare_data_loader(eval_loader, num_processes=2, process_index=rank,
+                                              put_on_device=False) for k in b["key"]] for rank in (0, 1)]
+    assert shards[0][:2] == ["v0", "v1"] and shards[1][:2] == ["v2", "v3"]
+    assert set(shards[0]) | set(shards[1]) == {f"v{i}" for i in range(6)}
 
 
 def test_max_eval_clips_takes_an_evenly_spaced_subset_and_bad_rule_fails_early(tmp_path):
