@@ -68,13 +68,19 @@ class ProxyConfig:
     head_dim: int = 64
     ff_mult: float = 4.0
     window_size: int = 8
-    encoder_block: str = "ttww"  # spatial layers, one character each
-    encoder_temporal_depth: int = 4
-    decoder_block: str = "tttt"
+    encoder_block: str = "ttww"  # spatial layers, one character each (t: RoPE attention + PEG, w: window)
+    encoder_temporal_depth: int = 4  # causal time layers after the spatial stack
+    decoder_block: str = "tttt"  # spatial layers after the decoder's causal time layers
     decoder_temporal_depth: int = 4
     codebook_size: int = 8192
     code_dim: int = 8
     peg_layout: str = "original"  # original (the published weights' reshape quirk) | correct
+    legacy_position_bias: bool = True  # hold the published time layers' unused bias MLPs (strict loading)
+    # stage 0 (training from scratch): EMA codebook, as OmniTokenizer's Codebook
+    commitment_weight: float = 0.25
+    codebook_decay: float = 0.99  # EMA decay of cluster sizes and sums
+    codebook_data_init: bool = True  # first training batch initialises the codes (never after loading)
+    dead_code_threshold: float = 0.0  # restart codes whose EMA cluster size is below this; 0 = off (published)
 
 
 @dataclass
