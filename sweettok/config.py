@@ -157,9 +157,15 @@ class GeneratorConfig:
 class DiscriminatorConfig:
     """3-D PatchGAN discriminator for stage 0/2."""
 
-    channels: int = 64
-    layers: int = 3
-    norm: str = "batch"  # batch | group | none
+    in_channels: int = 3
+    channels: int = 64  # width of the first conv; doubles per strided layer
+    layers: int = 3  # strided/normed layers, as NLayerDiscriminator3D(n_layers=3)
+    max_channel_multiplier: int = 8  # width cap: channels * 8 = 512
+    kernel_size: int = 4  # padding is ceil((kernel_size - 1) / 2) = 2, as the original
+    norm: str = "batch"  # batch | group | none (multi-GPU: the trainer converts batch to SyncBatchNorm)
+    norm_groups: int = 32  # group norm only
+    negative_slope: float = 0.2  # LeakyReLU
+    init_std: float = 0.02  # PatchGAN init: conv weights N(0, std), norm weights N(1, std)
 
 
 @dataclass
@@ -188,8 +194,12 @@ class LossesConfig:
     discriminator_start: int = 20_000
     discriminator_weight: float = 0.01
     discriminator_factor: float = 1.0
-    feature_matching_weight: float = 1.0
-    lecam_weight: float = 0.001
+    feature_matching_weight: float = 1.0  # per-layer weight of the L1 feature-matching terms
+    feature_matching_gain: float = 4.0  # the original's extra x4 on the summed feature matching
+    feature_matching_layers: int = 4  # first N intermediate discriminator features
+    adaptive_discriminator_weight: bool = False  # VQGAN's grad-norm ratio (not in the original)
+    adaptive_weight_max: float = 1.0e4
+    lecam_weight: float = 0.001  # applied (the original configured it but left it commented out)
     lecam_decay: float = 0.999
     label_smoothing: float = 0.1  # generator
 
