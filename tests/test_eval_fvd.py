@@ -142,9 +142,13 @@ def test_gather_features_concatenates_uneven_ranks(tmp_path):
     processes = [context.Process(target=_gather_worker, args=(r, 2, str(tmp_path / "init"), queue)) for r in range(2)]
     for process in processes:
         process.start()
-    results = dict(queue.get(timeout=120) for _ in processes)
-    for process in processes:
-        process.join(timeout=60)
+    try:  # generous timeout: spawned workers import torch, slow on a loaded machine
+        results = dict(queue.get(timeout=300) for _ in processes)
+    finally:
+        for process in processes:
+            process.join(timeout=30)
+            if process.is_alive():
+                process.terminate()
     expected = torch.tensor([[0.0] * 3, [1.0] * 3, [1.0] * 3])
     assert torch.equal(results[0], expected) and torch.equal(results[1], expected)
 
@@ -158,3 +162,21 @@ def test_real_i3d_fvd_of_identical_sets_is_zero():
     feats = extractor.features(videos)
     assert feats.shape == (4, 400) and torch.isfinite(feats).all()
     assert frechet_distance(feats, feats) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_build_fvd_extractor_follows_eval_config(tmp_path, monkeypatch):
+    from sweettok.config import EvalConfig
+    from sweettok.eval import fvd as fvd_module
+    from sweettok.eval.fvd import build_fvd_extractor
+
+    seen = {}
+
+    def fake_load_i3d(path=None, device="cpu", bn_eps=1e-3):
+        seen.update(path=path, bn_eps=bn_eps)
+        return TinyVideoNet()
+
+    monkeypatch.setattr(fvd_module, "load_i3d", fake_load_i3d)
+    cfg = EvalConfig(fvd_batch_size=5, fvd_resolution=64, fvd_resize_mode="stretch", i3d_bn_eps=1e-5)
+    extractor = build_fvd_extractor(cfg)
+    assert seen == {"path": None, "bn_eps": 1e-5}
+    assert (extractor.batch_size, extractor.resolution, extractor.resize_mode) == (5, 64, "stretch")

@@ -14,7 +14,7 @@ complex parts that `scipy.linalg.sqrtm(S1 @ S2)` can on rank-deficient covarianc
 from __future__ import annotations
 
 import logging
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Union
 
 import numpy as np
 import torch
@@ -23,6 +23,9 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 from tqdm.auto import tqdm
+
+from sweettok.config import EvalConfig
+from sweettok.eval.i3d_weights import load_i3d
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +103,12 @@ class FVDFeatureExtractor:
             feats.append(batch_feats)
         local = torch.cat(feats) if feats else torch.empty(0, 400)
         return local if accelerator is not None else gather_features(local)
+
+
+def build_fvd_extractor(cfg: EvalConfig, device: Union[str, torch.device] = "cpu") -> FVDFeatureExtractor:
+    """I3D (weights and BatchNorm eps from `cfg`) wrapped in a feature extractor with `cfg`'s batch and resize."""
+    i3d = load_i3d(cfg.i3d_weights or None, device=device, bn_eps=cfg.i3d_bn_eps)
+    return FVDFeatureExtractor(i3d, cfg.fvd_batch_size, cfg.fvd_resolution, cfg.fvd_resize_mode)
 
 
 def gather_features(features: torch.Tensor) -> torch.Tensor:
