@@ -161,13 +161,11 @@ def load_entries(list_path: str, root: str, list_format: str, split_folder: str)
     return parse(lines, str(path)), fmt
 
 
-def class_names_for(
-    entry_sets: list[list[VideoEntry]], class_index: Optional[Path] = None
-) -> list[str]:
-    """``classInd.txt`` order when given, else the sorted union of class folder names."""
+def class_names_for(names: set[str], class_index: Optional[Path] = None) -> list[str]:
+    """``classInd.txt`` order when given, else the sorted class folder names."""
     if class_index is not None and class_index.is_file():
         return read_class_index(class_index)
-    return sorted({entry.class_name for entries in entry_sets for entry in entries})
+    return sorted(names)
 
 
 def find_class_index(list_path: str, root: str) -> Optional[Path]:

@@ -77,8 +77,8 @@ class VideoDataset(Dataset):
         if not entries:
             raise DatasetError(f"dataset split '{split}' is empty (root={cfg.root}, list='{list_path}')")
         class_index = find_class_index(list_path, cfg.root) if self.list_format == "ucf" else None
-        names = _split_class_names(cfg, "train") | _split_class_names(cfg, "eval")
-        self.class_names = class_names_for([entries, [VideoEntry("", name) for name in names]], class_index)
+        names = {e.class_name for e in entries} | _split_class_names(cfg, "train") | _split_class_names(cfg, "eval")
+        self.class_names = class_names_for(names, class_index)
         self._label = {name: i for i, name in enumerate(self.class_names)}
         unknown = sorted({e.class_name for e in entries} - self._label.keys())
         if unknown:
@@ -122,7 +122,8 @@ class VideoDataset(Dataset):
         path = self.path_of(entry)
         with open_video(path, cfg.video_backend) as reader:
             step = frame_step(reader.fps, cfg.frame_stride, cfg.target_fps)
-            rng = random.Random(int(torch.randint(0, 2**31 - 1, ())))  # follows torch's worker seed
+            # Clip start follows torch's RNG, which the DataLoader seeds per worker and epoch.
+            rng = random.Random(int(torch.randint(0, 2**31 - 1, ()))) if self.train else None
             plan = plan_clip(reader.num_frames, cfg.num_frames, step, self.train, cfg.short_video, rng)
             frames = torch.from_numpy(reader.get_frames(plan.indices))  # (T, H, W, 3) uint8
         if plan.padded:
