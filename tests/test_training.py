@@ -96,6 +96,29 @@ class RegressionTask(Task):
         return {"loss": loss.detach()}
 
 
+class TwoOptimizerTask(RegressionTask):
+    """Stage-2 shaped fixture: a model step through a frozen critic, then the critic's own step."""
+
+    def build(self) -> None:
+        super().build()
+        self.models["critic"] = nn.Linear(1, 1)
+        self.optimizers["critic"] = build_optimizer(self.models["critic"], to_dataclass(self.cfg.optimizer), 1e-3)
+        self.critic_grads_after_model_step: list[bool] = []
+
+    def train_step(self, batch, step: int) -> dict:
+        _, x, y = batch
+        pred = self.models["model"](x)
+        with self.frozen("critic") as critic:
+            model_loss = F.mse_loss(pred, y) + 0.1 * critic(pred).mean()
+        self.backward(model_loss)
+        self.critic_grads_after_model_step.append(any(p.grad is not None for p in self.models["critic"].parameters()))
+        self.optimizer_step("model")
+        critic_loss = (self.models["critic"](pred.detach()) - y).pow(2).mean()
+        self.backward(critic_loss)
+        self.optimizer_step("critic")
+        return {"model_loss": model_loss.detach(), "critic_loss": critic_loss.detach()}
+
+
 def make_cfg(out: Path, *overrides: str):
     return load_config(None, [
         f"experiment.output_dir={out}", "experiment.logger=none", "experiment.log_every=1",
@@ -221,6 +244,18 @@ def test_nonfinite_loss_stops_with_a_checkpoint(tmp_path):
     assert not (tmp_path / "export").exists()
 
 
+def test_two_optimizers_gan_shaped_step(tmp_path):
+    trainer = Trainer(make_cfg(tmp_path, "training.max_train_steps=3", "experiment.save_every=3"), TwoOptimizerTask)
+    trainer.fit()
+    assert trainer.task.critic_grads_after_model_step == [False, False, False]  # frozen(): no grad into D
+    for name in ("model", "critic"):
+        states = trainer.task.optimizers[name].state_dict()["state"].values()
+        assert all(int(s["step"]) == 3 for s in states)
+    assert trainer.task.schedulers["model"].get_last_lr()[0] == pytest.approx(1e-2)  # warmup done at step 3
+    assert {"optimizer.bin", "optimizer_1.bin", "model.safetensors", "model_1.safetensors"} <= {
+        p.name for p in (tmp_path / "checkpoint-3").iterdir()}
+
+
 def test_bf16_mixed_precision_on_cpu(tmp_path):
     trainer = new_trainer(make_cfg(tmp_path, "training.mixed_precision=bf16", "training.max_train_steps=2"))
     before = {k: v.clone() for k, v in trainer.task.unwrap("model").state_dict().items()}
@@ -229,6 +264,44 @@ def test_bf16_mixed_precision_on_cpu(tmp_path):
     assert trainer.accelerator.mixed_precision == "bf16"
     assert all(torch.isfinite(v).all() for v in after.values())
     assert not torch.equal(before["head.weight"], after["head.weight"])
+
+
+def test_logged_keys_and_eval_hooks_use_ema(tmp_path):
+    """Every log step has train/ lr/ grad_norm/ time/ throughput/ keys; eval/generate see EMA weights."""
+    cfg = make_cfg(tmp_path, "training.max_train_steps=4", "experiment.eval_every=2", "experiment.generate_every=4",
+                   "experiment.log_grad_norm_every=2")
+    trainer = new_trainer(cfg)
+    logged, hooks = {}, []
+    trainer.accelerator.log = lambda values, step=None, **_: logged.setdefault(step, {}).update(values)
+
+    def evaluate(step):
+        model = trainer.task.unwrap("model")
+        ema_in = all(torch.equal(p, trainer.ema.shadow[n]) for n, p in model.named_parameters())
+        hooks.append(("eval", step, model.training, torch.is_grad_enabled(), ema_in))
+        return {"psnr": 1.0}
+
+    trainer.task.evaluate = evaluate
+    trainer.task.generate = lambda step: hooks.append(("generate", step))
+    trainer.fit()
+    assert sorted(logged) == [1, 2, 3, 4]
+    for step in (1, 2, 3, 4):
+        assert {"train/loss", "lr/model", "grad_norm/model", "time/data", "time/batch",
+                "throughput/samples_per_s"} <= set(logged[step])
+    assert "grad_norm/model.proj_in" in logged[2] and "grad_norm/model.proj_in" not in logged[3]
+    assert logged[2]["val/psnr"] == 1.0
+    assert hooks == [("eval", 2, False, False, True), ("eval", 4, False, False, True), ("generate", 4)]
+    assert trainer.task.unwrap("model").training  # train mode is back after the hooks
+
+
+def test_video_panel_and_gif(tmp_path):
+    from sweettok.training.media import save_video_panel, video_panel
+
+    x = torch.rand(2, 3, 5, 8, 6) - 0.5  # (B, C, T, H, W) in [-0.5, 0.5]
+    frames = video_panel(x, torch.zeros_like(x))
+    assert frames.shape == (5, 16, 18, 3) and frames.dtype.name == "uint8"
+    assert (frames[:, :, 6:12] == 128).all()  # the output column: zeros -> mid grey
+    paths = save_video_panel(x, x, tmp_path, step=7, formats=("gif",))
+    assert paths == [tmp_path / "samples" / "train_reconstruction_00000007.gif"] and paths[0].stat().st_size > 0
 
 
 def test_lr_schedule_values():

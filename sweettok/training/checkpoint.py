@@ -22,7 +22,7 @@ import re
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Optional
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -81,12 +81,10 @@ def save_checkpoint(
     meta: dict,
     cfg: DictConfig,
     ema=None,
-    extra: Optional[Callable[[Path], None]] = None,
 ) -> Path:
     """Write a checkpoint atomically; every rank must call it (save_state is collective).
 
-    ``extra(tmp_folder)`` runs on the main process before ``meta.json`` is written (for tests and
-    for tasks with more to save).
+    Other stateful objects a task owns go in through ``accelerator.register_for_checkpointing``.
     """
     folder = Path(folder)
     tmp = folder.parent / f".tmp-{folder.name}"
@@ -99,8 +97,6 @@ def save_checkpoint(
         if ema is not None:
             ema.save(tmp / EMA_FILE)
         save_config(cfg, tmp / CONFIG_FILE)
-        if extra is not None:
-            extra(tmp)
         meta = {**meta, "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "config": OmegaConf.to_container(cfg, resolve=True)}
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
@@ -156,9 +152,3 @@ def load_export(folder: str | os.PathLike) -> tuple[dict[str, torch.Tensor], Dic
             )
     return load_file(str(weights)), load_config(config)
 
-
-def to_jsonable(value: Any) -> Any:
-    """Plain JSON types for a meta dict (tensors -> numbers)."""
-    if isinstance(value, torch.Tensor):
-        return value.item() if value.numel() == 1 else value.tolist()
-    return value

@@ -22,7 +22,8 @@ logging, eval/generate cadence, checkpoints, resume and the export.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 import torch
 from omegaconf import DictConfig
@@ -101,13 +102,30 @@ class Task:
             raise NonFiniteLossError(self.trainer.step + 1, bad_terms)
         self.accelerator.backward(loss)
 
-    def optimizer_step(self, name: str) -> Optional[float]:
+    def optimizer_step(self, name: str) -> Optional[torch.Tensor]:
         """Clip, step ``optimizers[name]`` and its scheduler, zero grads; only when gradients sync.
 
         Returns the pre-clip global gradient norm (logged as ``grad_norm/<name>``), or None on an
         accumulation micro-step.
         """
         return self.trainer.optimizer_step(name)
+
+    @contextmanager
+    def frozen(self, name: str) -> Iterator[nn.Module]:
+        """The plain ``models[name]`` with requires_grad off for the ``with`` body (restored after).
+
+        For a GAN's generator step: ``with self.frozen("discriminator") as d: logits = d(fake)``
+        sends no gradient into D and bypasses its DDP wrapper (never toggle a wrapped module).
+        """
+        module = self.unwrap(name)
+        flags = [(p, p.requires_grad) for p in module.parameters()]
+        for p, _ in flags:
+            p.requires_grad_(False)
+        try:
+            yield module
+        finally:
+            for p, flag in flags:
+                p.requires_grad_(flag)
 
 
 def _is_scalar(value: Any) -> bool:
