@@ -54,9 +54,10 @@ class EMACodebook(nn.Module):
         codes = self.embeddings.float()
         code_sq = (codes ** 2).sum(dim=1)  # (K,)
         out = []
-        for chunk in flat.split(LOOKUP_CHUNK):
-            dist_ = (chunk ** 2).sum(dim=1, keepdim=True) - 2 * chunk @ codes.t() + code_sq  # (n, K)
-            out.append(dist_.argmin(dim=1))
+        with torch.autocast(device_type=z.device.type, enabled=False):  # bf16 distances would flip codes
+            for chunk in flat.split(LOOKUP_CHUNK):
+                dist_ = (chunk ** 2).sum(dim=1, keepdim=True) - 2 * chunk @ codes.t() + code_sq  # (n, K)
+                out.append(dist_.argmin(dim=1))
         return torch.cat(out).reshape(z.shape[:-1])
 
     def embed(self, codes: Tensor) -> Tensor:
@@ -102,7 +103,8 @@ class EMACodebook(nn.Module):
         flat = z.detach().reshape(-1, self.code_dim).float()
         onehot = F.one_hot(codes.reshape(-1), self.num_codes).float()  # (n, K)
         counts = _all_reduce(onehot.sum(dim=0))
-        sums = _all_reduce(onehot.t() @ flat)  # (K, C)
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            sums = _all_reduce(onehot.t() @ flat)  # (K, C) in fp32
         self.usage.copy_(counts)
         self.cluster_size.mul_(self.decay).add_(counts, alpha=1 - self.decay)
         self.embedding_sum.mul_(self.decay).add_(sums, alpha=1 - self.decay)
