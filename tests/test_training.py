@@ -137,10 +137,10 @@ def fresh_accelerate_state():
     GradientState._reset_state()
 
 
-def new_trainer(cfg, **task_kwargs) -> Trainer:
+def new_trainer(cfg, task_class: type = RegressionTask, **task_kwargs) -> Trainer:
     AcceleratorState._reset_state(True)
     GradientState._reset_state()
-    return Trainer(cfg, functools.partial(RegressionTask, **task_kwargs))
+    return Trainer(cfg, functools.partial(task_class, **task_kwargs))
 
 
 def snapshot(trainer: Trainer) -> dict:
@@ -245,7 +245,7 @@ def test_nonfinite_loss_stops_with_a_checkpoint(tmp_path):
 
 
 def test_two_optimizers_gan_shaped_step(tmp_path):
-    trainer = Trainer(make_cfg(tmp_path, "training.max_train_steps=3", "experiment.save_every=3"), TwoOptimizerTask)
+    trainer = new_trainer(make_cfg(tmp_path, "training.max_train_steps=3", "experiment.save_every=3"), TwoOptimizerTask)
     trainer.fit()
     assert trainer.task.critic_grads_after_model_step == [False, False, False]  # frozen(): no grad into D
     for name in ("model", "critic"):
@@ -386,7 +386,7 @@ def test_missing_stage_says_not_implemented(capsys):
 
 def test_two_processes_on_cpu(tmp_path):
     """accelerate launch with 2 CPU processes: 2 steps, the lr schedule in optimizer steps, an export."""
-    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
+    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0",
            __file__, str(tmp_path)]

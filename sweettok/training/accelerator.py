@@ -36,7 +36,11 @@ def build_accelerator(cfg: DictConfig) -> Accelerator:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     out = Path(exp.output_dir)
+    # Launched as several processes on a machine without CUDA (`accelerate launch --multi_gpu` or
+    # torchrun on CPU): without cpu=True each process would silently train alone.
+    multi_cpu = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
     return Accelerator(
+        cpu=multi_cpu,
         mixed_precision=training.mixed_precision,
         gradient_accumulation_steps=training.gradient_accumulation_steps,
         log_with=None if exp.logger == "none" else exp.logger,
