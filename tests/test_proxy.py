@@ -121,7 +121,7 @@ def test_bf16_autocast_on_cpu():
 
 def test_paper_preset_parameter_count():
     model = ProxyTokenizer(ProxyConfig(), initialise=False)
-    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
-    assert count(model) == 53_701_272
-    assert count(model.decoder) == 26_856_416 and count(model.encoder) == 26_836_144
+    counts = model.parameter_counts()
+    assert counts["total"] == 53_701_272
+    assert counts["decoder"] == 26_856_416 and counts["encoder"] == 26_836_144
     assert len(model.state_dict()) == 284

@@ -109,6 +109,13 @@ class ProxyTokenizer(nn.Module):
         """Whether the encoder half was built."""
         return hasattr(self, "encoder")
 
+    def parameter_counts(self) -> dict[str, int]:
+        """Parameters per part (encoder, quantisation projections, decoder) and in total."""
+        count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+        parts = {name: count(getattr(self, name)) for name in ("encoder", "pre_quant", "post_quant", "decoder")
+                 if hasattr(self, name)}
+        return {**parts, "total": count(self)}
+
     def freeze(self) -> "ProxyTokenizer":
         """Eval mode and no gradients (the frozen stage-1 target)."""
         self.eval()

@@ -148,6 +148,8 @@ def load_proxy_checkpoint(path: str | os.PathLike, cfg: ProxyConfig, *, with_enc
     if not with_encoder:
         state_dict = {k: v for k, v in state_dict.items() if not k.startswith(("encoder.", "pre_quant."))}
     load_state_dict_strict(model, state_dict, str(path))
+    logger.info("proxy tokenizer loaded from %s: %s parameters", path,
+                ", ".join(f"{k} {v / 1e6:.2f} M" for k, v in model.parameter_counts().items()))
     return model.freeze() if freeze else model
 
 
