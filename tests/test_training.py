@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import os
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -367,17 +367,13 @@ def test_ema_decay_and_swap():
 
 
 def test_mistyped_override_fails_naming_the_key(capsys):
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        from train import main
-    finally:
-        sys.path.remove(str(ROOT / "scripts"))
+    main = runpy.run_path(str(ROOT / "scripts" / "train.py"))["main"]
     code = main([f"config={ROOT / 'configs/base/stage1.yaml'}", "training.max_train_stepz=3"])
     assert code == 2
     assert "training.max_train_stepz" in capsys.readouterr().err
 
 
-def test_missing_stage_says_not_implemented(capsys):
+def test_missing_stage_says_not_implemented():
     from sweettok.training.registry import get_task_factory
 
     with pytest.raises(NotImplementedError, match="stage 7 is not implemented yet"):

@@ -223,7 +223,7 @@ class Trainer:
             with self.eval_weights():
                 metrics = self.task.evaluate(self.step)
             if metrics:
-                metrics = _namespaced(metrics, "val")
+                metrics = {k: float(v) for k, v in _namespaced(metrics, "val").items()}
                 self.accelerator.log(metrics, step=self.step)
                 logger.info("step %d eval: %s", self.step, _format(metrics))
         if _due(exp.generate_every, self.step, last_step):
