@@ -167,23 +167,25 @@ def assert_same(a: dict, b: dict) -> None:
 # ----------------------------------------------------------------------------- tests
 
 
-def test_exact_resume_matches_a_straight_run(tmp_path):
-    """4 steps, killed, resumed for 4 more == 8 straight: weights, EMA, Adam state, lr, RNG, data order.
+@pytest.mark.parametrize("accumulation, save_at, position", [(2, 4, (1, 2)), (1, 6, (0, 6))])
+def test_exact_resume_matches_a_straight_run(tmp_path, accumulation, save_at, position):
+    """Killed after a checkpoint, then resumed == straight: weights, EMA, Adam state, lr, RNG, data order.
 
-    Accumulation 2 over 6 batches per epoch puts the checkpoint in the middle of epoch 1.
+    6 batches per epoch: accumulation 2 puts checkpoint-4 in the middle of epoch 1; checkpoint-6 of
+    the second case sits exactly at the end of epoch 0.
     """
-    overrides = ["training.gradient_accumulation_steps=2", "experiment.save_every=4"]
+    overrides = [f"training.gradient_accumulation_steps={accumulation}", f"experiment.save_every={save_at}"]
     straight = new_trainer(make_cfg(tmp_path / "a", *overrides))
     straight.fit()
     expected = snapshot(straight)
 
-    first = new_trainer(make_cfg(tmp_path / "b", *overrides), stop_at=4)
+    first = new_trainer(make_cfg(tmp_path / "b", *overrides), stop_at=save_at)
     with pytest.raises(KeyboardInterrupt):
         first.fit()
-    meta = read_meta(tmp_path / "b" / "checkpoint-4")
-    assert (meta["step"], meta["epoch"], meta["batches_in_epoch"]) == (4, 1, 2)
+    meta = read_meta(tmp_path / "b" / f"checkpoint-{save_at}")
+    assert (meta["step"], meta["epoch"], meta["batches_in_epoch"]) == (save_at, *position)
     resumed = new_trainer(make_cfg(tmp_path / "b", *overrides))
-    assert resumed.step == 4
+    assert resumed.step == save_at
     resumed.fit()
 
     assert_same(snapshot(resumed), expected)
@@ -192,7 +194,7 @@ def test_exact_resume_matches_a_straight_run(tmp_path):
     assert straight.task.seen[6:12] != straight.task.seen[:6]  # and epoch 1 is reshuffled
     # the export holds the EMA weights and its config, loadable by the next stage
     state, cfg = load_export(tmp_path / "b" / "export")
-    assert cfg.training.gradient_accumulation_steps == 2
+    assert cfg.training.gradient_accumulation_steps == accumulation
     for name, value in expected["ema"].items():
         assert torch.equal(state[name], value)
 
