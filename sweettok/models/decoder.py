@@ -24,7 +24,8 @@ from einops import rearrange, repeat
 from torch import Tensor, nn
 
 from sweettok.config import TokenizerConfig
-from sweettok.models.encoder import freeze_unused_norm, grid_shape, pointwise_stack, query_embedding, stack_spec
+from sweettok.models.encoder import (
+    freeze_single_token_attention, freeze_unused_norm, grid_shape, pointwise_stack, query_embedding, stack_spec)
 from sweettok.models.transformer import Transformer
 
 
@@ -45,6 +46,7 @@ class DQAEDecoder(nn.Module):
         self.temporal_latent_stack = Transformer(stack_spec(cfg, "t" * cfg.decoder_temporal_latent_depth))
         freeze_unused_norm(self.spatial_latent_stack)
         freeze_unused_norm(self.temporal_latent_stack)
+        freeze_single_token_attention(self.temporal_latent_stack)
         self.mask_token = nn.Parameter(torch.randn(1, 1, d) * d ** -0.5)
         self.grid_pos = query_embedding(h * w, d)
         self.grid_stack = Transformer(stack_spec(cfg, cfg.decoder_block, axis="space", rope=True, peg=True,

@@ -70,6 +70,22 @@ def freeze_unused_norm(stack: Transformer) -> None:
     stack.norm_out.requires_grad_(False)
 
 
+def freeze_single_token_attention(stack: Transformer) -> None:
+    """Freeze what self-attention over one token never uses: q, its norm, q/k scales.
+
+    Softmax over a single key is 1 whatever the logits, so these get exactly zero gradient in the
+    original too; frozen, they stay loadable but out of the optimizer and of DDP's reducer. (The
+    key rows of ``to_kv`` share a weight with the used value rows, so they stay trainable, at
+    zero gradient.)
+    """
+    for layer in stack.layers:
+        if layer.kind == "t":
+            for module in (layer.attn.to_q, layer.attn.norm):
+                module.requires_grad_(False)
+            layer.attn.q_scale.requires_grad_(False)
+            layer.attn.k_scale.requires_grad_(False)
+
+
 def single_token_self_attention(attn: Attention, x: Tensor) -> Tensor:
     """Self-attention over length-1 sequences without null key/values: softmax over one key is 1.
 
@@ -153,6 +169,7 @@ class DQAEEncoder(nn.Module):
             self.temporal_query_pos = query_embedding(cfg.num_temporal_queries, d)
             self.temporal_query_stack = Transformer(stack_spec(cfg, "t" * cfg.encoder_temporal_query_depth,
                                                                **query_kwargs))
+            freeze_single_token_attention(self.temporal_query_stack)
         self.spatial_norm, self.spatial_proj = nn.LayerNorm(d), nn.Linear(d, d)
         self.temporal_norm, self.temporal_proj = nn.LayerNorm(d), nn.Linear(d, d)
 

@@ -20,12 +20,15 @@ import os
 from pathlib import Path
 from typing import Mapping, Optional
 
+import torch
 from torch import Tensor, nn
 
 from sweettok.config import ProxyConfig, TokenizerConfig, to_dataclass
 from sweettok.models.key_mapping import STACK_RULES, rename_keys
-from sweettok.models.proxy_convert import load_state_dict_strict, omnitokenizer_to_ours, read_proxy_state_dict
-from sweettok.models.tokenizer import SweetTok
+from sweettok.models.proxy_convert import (
+    CheckpointMismatchError, load_state_dict_strict, omnitokenizer_to_ours, read_proxy_state_dict)
+from sweettok.models.tokenizer import SweetTok, check_prior_files
+from sweettok.quantizers import build_quantizer
 
 logger = logging.getLogger(__name__)
 
@@ -104,11 +107,45 @@ def build_from_original(state_dict: Mapping[str, Tensor], cfg: TokenizerConfig, 
     if cfg.peg_layout != "original":
         logger.info("loading original SweetTok weights: tokenizer.peg_layout %r -> 'original'", cfg.peg_layout)
         cfg = dataclasses.replace(cfg, peg_layout="original")
-    ours = original_to_ours(state_dict)
-    pixel = any(k.startswith("pixel.") for k in ours)
-    model = SweetTok(cfg, proxy, pixel_decoder=pixel, quantizers=quantizers)
-    load_state_dict_strict(model, ours, "original SweetTok_Compact state dict")
+    return build_and_load(original_to_ours(state_dict), cfg, proxy, "original SweetTok_Compact state dict",
+                          quantizers)
+
+
+def build_and_load(state_dict: Mapping[str, Tensor], cfg: TokenizerConfig, proxy: ProxyConfig, source: str,
+                   quantizers: Optional[tuple[nn.Module, nn.Module]] = None) -> SweetTok:
+    """Build a SweetTok for ``state_dict`` (our keys; pixel decoder if it has ``pixel.*``) and load it strictly.
+
+    The modules are built on the meta device and take the checkpoint tensors as they are, so
+    nothing is initialised only to be overwritten (the quantizers, which hold the priors' graph in
+    non-persistent buffers, are built for real).
+    """
+    if quantizers is None:
+        check_prior_files(cfg.spatial_quantizer, "model.tokenizer.spatial_quantizer")
+        check_prior_files(cfg.temporal_quantizer, "model.tokenizer.temporal_quantizer")
+        quantizers = (build_quantizer(cfg.spatial_quantizer), build_quantizer(cfg.temporal_quantizer))
+    pixel = any(k.startswith("pixel.") for k in state_dict)
+    with torch.device("meta"):
+        model = SweetTok(cfg, proxy, pixel_decoder=pixel, quantizers=quantizers)
+    check_state_dict(model, state_dict, source)
+    model.load_state_dict(state_dict, strict=True, assign=True)
+    left = [name for name, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_meta]
+    if left:
+        raise RuntimeError(f"{source}: tensors left uninitialised after loading: {left[:5]}")
     return model
+
+
+def check_state_dict(model: nn.Module, state_dict: Mapping[str, Tensor], source: str) -> None:
+    """One error naming the missing, unexpected and mis-shaped keys of ``state_dict`` for ``model``."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    shapes = sorted(f"{k} (checkpoint {tuple(state_dict[k].shape)}, model {tuple(expected[k].shape)})"
+                    for k in set(expected) & set(state_dict) if state_dict[k].shape != expected[k].shape)
+    problems = [f"{what} ({len(keys)}): {', '.join(keys[:8])}{' ...' if len(keys) > 8 else ''}"
+                for what, keys in (("missing keys", missing), ("unexpected keys", unexpected),
+                                   ("shape mismatches", shapes)) if keys]
+    if problems:
+        raise CheckpointMismatchError(f"{source} does not fit the tokenizer config: " + "; ".join(problems))
 
 
 def load_pixel_decoder_from_proxy(model: SweetTok, path: str | os.PathLike) -> None:
@@ -135,7 +172,5 @@ def load_pretrained(directory: str | os.PathLike, map_location: str = "cpu") -> 
     if is_original_layout(state_dict):
         model = build_from_original(state_dict, cfg, proxy)
     else:
-        pixel = any(k.startswith("pixel.") for k in state_dict)
-        model = SweetTok(cfg, proxy, pixel_decoder=pixel)
-        load_state_dict_strict(model, state_dict, str(directory / "model.safetensors"))
+        model = build_and_load(state_dict, cfg, proxy, str(directory / "model.safetensors"))
     return model.to(map_location).eval()
