@@ -261,7 +261,10 @@ def test_two_optimizers_gan_shaped_step(tmp_path):
 def test_bf16_mixed_precision_on_cpu(tmp_path):
     trainer = new_trainer(make_cfg(tmp_path, "training.mixed_precision=bf16", "training.max_train_steps=2"))
     before = {k: v.clone() for k, v in trainer.task.unwrap("model").state_dict().items()}
+    dtypes = []
+    trainer.task.unwrap("model").head.register_forward_hook(lambda m, i, out: dtypes.append(out.dtype))
     trainer.fit()
+    assert dtypes and set(dtypes) == {torch.bfloat16}  # the forward really ran under bf16 autocast
     after = trainer.task.unwrap("model").state_dict()
     assert trainer.accelerator.mixed_precision == "bf16"
     assert all(torch.isfinite(v).all() for v in after.values())
@@ -373,6 +376,21 @@ def test_mistyped_override_fails_naming_the_key(capsys):
     code = main([f"config={ROOT / 'configs/base/stage1.yaml'}", "training.max_train_stepz=3"])
     assert code == 2
     assert "training.max_train_stepz" in capsys.readouterr().err
+
+
+def test_train_script_dispatches_on_the_stage(tmp_path, monkeypatch, capsys):
+    """scripts/train.py picks the registered task of experiment.train_stage and exports at the end."""
+    from sweettok.training import registry
+
+    monkeypatch.setitem(registry.TASKS, 1, f"{__name__}:RegressionTask")  # restored after the test
+    AcceleratorState._reset_state(True)
+    main = runpy.run_path(str(ROOT / "scripts" / "train.py"))["main"]
+    overrides = [f"experiment.output_dir={tmp_path}", "experiment.logger=none", "training.max_train_steps=2",
+                 "training.per_gpu_batch_size=4", "training.mixed_precision=no"]
+    assert main([f"config={ROOT / 'configs/base/stage1.yaml'}", *overrides]) == 0
+    assert "done: weights exported" in capsys.readouterr().out
+    state, cfg = load_export(tmp_path / "export")
+    assert set(state) == set(TinyMLP().state_dict()) and cfg.training.max_train_steps == 2
 
 
 def test_missing_stage_says_not_implemented():

@@ -20,8 +20,10 @@ TRACKERS = ("wandb", "tensorboard", "none")
 def build_accelerator(cfg: DictConfig) -> Accelerator:
     """Accelerator for ``cfg``; schedulers step once per call (we call them once per optimizer step)."""
     exp, training = cfg.experiment, cfg.training
-    if training.mixed_precision not in PRECISIONS:
-        raise ConfigError(f"training.mixed_precision must be one of {PRECISIONS}, got '{training.mixed_precision}'")
+    # YAML 1.1 reads a bare `no` (file or `training.mixed_precision=no`) as false -> "False".
+    precision = "no" if str(training.mixed_precision).lower() == "false" else training.mixed_precision
+    if precision not in PRECISIONS:
+        raise ConfigError(f"training.mixed_precision must be one of {PRECISIONS}, got '{precision}'")
     if exp.logger not in TRACKERS:
         raise ConfigError(f"experiment.logger must be one of {TRACKERS}, got '{exp.logger}'")
     if training.gradient_accumulation_steps < 1:
@@ -41,7 +43,7 @@ def build_accelerator(cfg: DictConfig) -> Accelerator:
     multi_cpu = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
     return Accelerator(
         cpu=multi_cpu,
-        mixed_precision=training.mixed_precision,
+        mixed_precision=precision,
         gradient_accumulation_steps=training.gradient_accumulation_steps,
         log_with=None if exp.logger == "none" else exp.logger,
         project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),
