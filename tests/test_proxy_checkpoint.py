@@ -74,6 +74,12 @@ def lightning_checkpoint(tmp_path_factory) -> tuple[Path, dict[str, torch.Tensor
     return path, proxy
 
 
+def test_paper_preset_parameter_count(paper_model):
+    counts = paper_model.parameter_counts()
+    assert counts["total"] == 53_701_272
+    assert counts["decoder"] == 26_856_416 and counts["encoder"] == 26_836_144
+
+
 def test_manifest_keys_and_shapes_match_the_converted_model(paper_model):
     manifest = read_manifest("omnitokenizer_vq_state_dict.tsv")
     assert len(manifest) == 284
