@@ -15,7 +15,6 @@ Loading published weights: ``sweettok.models.proxy_convert.load_proxy_checkpoint
 
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import torch
@@ -26,7 +25,7 @@ from torch import Tensor, nn
 from sweettok.config import ProxyConfig
 from sweettok.models.blocks import init_weights
 from sweettok.models.codebook import EMACodebook
-from sweettok.models.patch_embed import CausalPatchEmbed, CausalPatchUnembed
+from sweettok.models.patch_embed import CausalPatchEmbed, CausalPatchUnembed, latent_frames
 from sweettok.models.transformer import Transformer, TransformerSpec
 
 
@@ -178,6 +177,5 @@ class ProxyTokenizer(nn.Module):
 
     def latent_shape(self, num_frames: Optional[int] = None, image_size: Optional[int] = None) -> tuple[int, int, int]:
         """(T', H', W') of a clip (defaults: the config's clip)."""
-        t = num_frames or self.cfg.num_frames
         side = (image_size or self.cfg.image_size) // self.cfg.patch_size
-        return 1 + math.ceil((t - 1) / self.cfg.temporal_patch_size), side, side
+        return latent_frames(num_frames or self.cfg.num_frames, self.cfg.temporal_patch_size), side, side
