@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -335,11 +336,28 @@ class ConfigError(ValueError):
     """A config file or override does not fit the schema."""
 
 
+class _Yaml12Loader(yaml.SafeLoader):
+    """YAML with 1.2 booleans: only true/false are bools, so `mixed_precision: no` stays "no"."""
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def _parse_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Yaml12Loader)
+
+
 def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     with open(path) as f:
-        data = yaml.safe_load(f) or {}
+        data = _parse_yaml(f) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
     return data
@@ -377,11 +395,15 @@ def load_config(path: Optional[str | os.PathLike] = None, overrides: Optional[li
     for item in overrides or []:
         if "=" not in item:
             raise ConfigError(f"command line: override '{item}' is not of the form key=value")
+        key, text = item.split("=", 1)
         try:
-            dotlist = OmegaConf.from_dotlist([item])
-        except OmegaConfBaseException as err:
-            raise ConfigError(f"command line: cannot parse '{item}': {err}") from None
-        cfg = _merge_into(cfg, dotlist, "command line")
+            value = _parse_yaml(text) if text else ""
+        except yaml.YAMLError as err:
+            raise ConfigError(f"command line: cannot parse the value of '{key}': {err}") from None
+        nested: Any = value
+        for part in reversed(key.strip().split(".")):
+            nested = {part: nested}
+        cfg = _merge_into(cfg, nested, "command line")
     return cfg
 
 

@@ -108,3 +108,13 @@ def test_sections_become_dataclasses():
     cfg = load_config(None, ["model.proxy.width=64"])
     proxy = to_dataclass(cfg.model.proxy)
     assert isinstance(proxy, ProxyConfig) and proxy.width == 64
+
+
+def test_yaml_no_stays_a_string_in_files_and_overrides(tmp_path):
+    """YAML 1.1 reads `no` as false; mixed_precision must keep the word."""
+    top = _write(tmp_path / "c.yaml", "training: {mixed_precision: no, use_ema: false}\n")
+    assert load_config(top).training.mixed_precision == "no"
+    assert load_config(top).training.use_ema is False
+    cfg = load_config(None, ["training.mixed_precision=no", "training.use_ema=False", "optimizer.beta2=0.95"])
+    assert cfg.training.mixed_precision == "no" and cfg.training.use_ema is False
+    assert cfg.optimizer.beta2 == 0.95
