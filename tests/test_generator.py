@@ -49,6 +49,7 @@ def test_loss_is_code_positions_only_with_segment_softmax():
             terms.append(F.cross_entropy(logits[:, pos, lo:hi], z[:, pos] - lo, label_smoothing=0.1, reduction="none"))
     assert len(terms) == LAYOUT.num_indices
     torch.testing.assert_close(loss, torch.cat(terms).mean())
+    torch.testing.assert_close(model(flat, classes, return_loss=True, label_smoothing=0.1)[0], loss)
     assert 0.0 <= float(logs["accuracy"]) <= 1.0
     loss.backward()
     assert model.token_embedding.weight.grad.abs().sum() > 0

@@ -18,7 +18,7 @@ sampler draws from.
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -140,9 +140,16 @@ class ClassConditionalGPT(nn.Module):
             x = block(x)
         return self.final_norm(x)
 
-    def forward(self, tokens: torch.Tensor, class_ids: torch.Tensor) -> torch.Tensor:
-        """tokens (B, T <= L - 1), class_ids (B,) -> logits (B, T + 1, vocab); logits[:, i] predicts z_i."""
-        return self.head(self.hidden_states(tokens, class_ids))
+    def forward(self, inputs: torch.Tensor, class_ids: torch.Tensor, return_loss: bool = False,
+                label_smoothing: float = 0.0) -> Union[torch.Tensor, tuple[torch.Tensor, dict[str, torch.Tensor]]]:
+        """z-prefix tokens (B, T <= L - 1) -> logits (B, T + 1, vocab), logits[:, i] predicting z_i;
+        with ``return_loss``, flat indices (B, N) -> `loss` (loss, logs).
+
+        Training goes through ``model(flat, classes, return_loss=True)`` so a DDP wrapper sees forward.
+        """
+        if return_loss:
+            return self.loss(inputs, class_ids, label_smoothing)
+        return self.head(self.hidden_states(inputs, class_ids))
 
     def new_cache(self) -> KVCache:
         """An empty KV cache for `forward_step`."""

@@ -13,6 +13,7 @@ import logging
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 
 from sweettok.config import SamplingConfig
 from sweettok.models.generator import ClassConditionalGPT
@@ -83,7 +84,8 @@ def sample_sequence(model: ClassConditionalGPT, class_ids: torch.Tensor, tempera
                 logits = model.forward_step(step_input, cache, pos, code_range=(lo, hi))  # (R, hi - lo)
             elif hi - lo > 1:
                 prefix = z[:, :pos].repeat(2, 1) if guided else z[:, :pos]
-                logits = model(prefix, rows)[:, -1, lo:hi]
+                # Naive path: recompute the whole prefix, but only the last position's head rows.
+                logits = F.linear(model.hidden_states(prefix, rows)[:, -1], model.head.weight[lo:hi])
             if hi - lo == 1:
                 chosen = torch.full((batch,), lo, dtype=torch.long, device=device)  # separator: forced
             else:
