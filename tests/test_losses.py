@@ -206,3 +206,45 @@ def test_bad_loss_settings_are_named():
         ReconstructionGANLoss(loss_config(feature_matching_layers=9), small_discriminator())
     with pytest.raises(ValueError, match="mode"):
         ReconstructionGANLoss(loss_config())(*clips(), step=0, mode="both")
+
+
+def _ddp_worker(rank: int, port: int) -> None:
+    import os
+
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    torch.manual_seed(0)
+    generator = DistributedDataParallel(torch.nn.Conv3d(3, 3, 1))
+    discriminator = small_discriminator()
+    module = ReconstructionGANLoss(loss_config(discriminator_start=0), discriminator)
+    module.discriminator = DistributedDataParallel(discriminator)  # only D is wrapped, not the loss
+    d_optimizer = torch.optim.AdamW(discriminator.parameters(), 1e-3)
+    for step in range(2):
+        torch.manual_seed(step + 10 * rank)  # different data per rank
+        x = torch.rand(2, 3, 9, 32, 32) - 0.5
+        x_hat = generator(x)
+        module(x, x_hat, step)[0].backward()
+        assert all(p.grad is None for p in discriminator.parameters())
+        module(x, x_hat, step, mode="discriminator")[0].backward()
+        d_optimizer.step()
+        d_optimizer.zero_grad()
+    state = torch.stack([discriminator.to_logits.weight.detach().flatten()[:4], module.lecam.ema_real.view(1).expand(4)])
+    gathered = [torch.zeros_like(state) for _ in range(2)]
+    dist.all_gather(gathered, state)
+    dist.destroy_process_group()
+    assert torch.equal(gathered[0], gathered[1]), "discriminator or LeCam EMA differ across ranks"
+
+
+@pytest.mark.slow  # spawns two processes
+def test_two_process_ddp_without_find_unused_parameters():
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    mp.spawn(_ddp_worker, args=(port,), nprocs=2)

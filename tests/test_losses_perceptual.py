@@ -1,5 +1,7 @@
 """Perceptual losses: weight files only from the torch hub cache, frozen nets, gradients, 'none'."""
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -19,14 +21,27 @@ def hub_dir(tmp_path):
     torch.hub.set_dir(previous)
 
 
-@pytest.fixture
-def cached_convnext(hub_dir):
-    """A randomly initialised ConvNeXt-Small saved under the expected cache name."""
+@pytest.fixture(scope="module")
+def cached_convnext(tmp_path_factory):
+    """A randomly initialised ConvNeXt-Small saved under the expected cache name, and the loss
+    built from it (both built once: ConvNeXt-S is 50M parameters)."""
+    previous = torch.hub.get_dir()
+    hub = tmp_path_factory.mktemp("convnext") / "hub"
+    torch.hub.set_dir(str(hub))
     torch.manual_seed(0)
     network = torchvision.models.convnext_small()
-    (hub_dir / "checkpoints").mkdir(parents=True)
-    torch.save(network.state_dict(), hub_dir / "checkpoints" / CONVNEXT_SMALL_FILE)
-    return network.eval()
+    (hub / "checkpoints").mkdir(parents=True)
+    torch.save(network.state_dict(), hub / "checkpoints" / CONVNEXT_SMALL_FILE)
+    loss_module = build_perceptual_loss("convnext_s")
+    torch.hub.set_dir(previous)
+    return network.eval(), loss_module
+
+
+def at_resolution(loss_module: ConvNeXtPerceptualLoss, resolution: int) -> ConvNeXtPerceptualLoss:
+    """The same loss (shared frozen network) at a smaller input size, to keep CPU tests fast."""
+    smaller = copy.copy(loss_module)
+    smaller.resolution = resolution
+    return smaller
 
 
 def test_convnext_without_cached_weights_names_the_missing_file(hub_dir):
@@ -57,7 +72,7 @@ def test_none_returns_zero_and_unknown_kind_is_named():
 
 
 def test_convnext_loss_is_built_from_the_cache_frozen_and_outside_checkpoints(cached_convnext):
-    loss_module = build_perceptual_loss("convnext_s")
+    cached_convnext, loss_module = cached_convnext
     assert isinstance(loss_module, ConvNeXtPerceptualLoss) and loss_module.resolution == 224
     assert not loss_module.network.training
     assert not any(p.requires_grad for p in loss_module.network.parameters())
@@ -67,15 +82,15 @@ def test_convnext_loss_is_built_from_the_cache_frozen_and_outside_checkpoints(ca
 
 
 def test_convnext_loss_matches_the_reference_pipeline(cached_convnext):
-    # 64 px instead of the real 224 keeps the CPU test fast; the pipeline is the same
-    loss_module = ConvNeXtPerceptualLoss(resolution=64)
+    cached_convnext, loss_module = cached_convnext
+    loss_module = at_resolution(loss_module, 32)  # instead of 224: same pipeline, fast on CPU
     torch.manual_seed(1)
     x = torch.rand(2, 3, 1, 64, 64) - 0.5  # one frame: the random frame choice is forced
     x_hat = (x + 0.2 * torch.randn_like(x)).requires_grad_()
     loss = loss_module(x, x_hat)
 
     def reference_logits(frames):
-        frames = F.interpolate((frames[:, :, 0] + 0.5).clamp(0, 1), size=(64, 64), mode="bilinear",
+        frames = F.interpolate((frames[:, :, 0] + 0.5).clamp(0, 1), size=(32, 32), mode="bilinear",
                                antialias=True)
         mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
         std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
@@ -93,7 +108,7 @@ def test_perceptual_term_sends_gradient_through_the_stage2_loss(cached_convnext)
     cfg = LossesConfig(perceptual_loss="convnext_s", perceptual_weight=1.0, reconstruction_weight=0.0,
                        discriminator_start=0, discriminator_weight=0.0)
     module = ReconstructionGANLoss(cfg, NLayerDiscriminator3D(DiscriminatorConfig(channels=8)),
-                                   perceptual=ConvNeXtPerceptualLoss(resolution=32))
+                                   perceptual=at_resolution(cached_convnext[1], 32))
     x = torch.rand(2, 3, 3, 32, 32) - 0.5
     x_hat = (x + 0.2 * torch.randn_like(x)).requires_grad_()
     loss, logs = module(x, x_hat, step=0)
@@ -104,3 +119,20 @@ def test_perceptual_term_sends_gradient_through_the_stage2_loss(cached_convnext)
     assert torch.equal(frames_with_grad, torch.ones(2, dtype=torch.long))
     assert set(module.state_dict()) >= {"lecam.ema_real", "lecam.ema_fake"}
     assert not any(key.startswith("perceptual") for key in module.state_dict())
+
+
+@pytest.mark.slow  # writes a 528 MB VGG16 file
+def test_lpips_loads_vgg_from_the_cache(hub_dir):
+    pytest.importorskip("lpips")
+    torch.manual_seed(0)
+    vgg = torchvision.models.vgg16()
+    (hub_dir / "checkpoints").mkdir(parents=True)
+    torch.save(vgg.state_dict(), hub_dir / "checkpoints" / VGG16_FILE)
+    loss_module = build_perceptual_loss("lpips")
+    assert torch.equal(getattr(loss_module.network.net.slice5, "28").weight, vgg.features[28].weight)
+    assert loss_module.state_dict() == {}
+    x = torch.rand(1, 3, 2, 32, 32) - 0.5
+    x_hat = (x + 0.2 * torch.randn_like(x)).requires_grad_()
+    loss = loss_module(x, x_hat)
+    loss.backward()
+    assert loss > 0 and x_hat.grad.abs().sum() > 0

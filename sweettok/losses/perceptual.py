@@ -45,6 +45,14 @@ def cached_hub_checkpoint(filename: str, fetch_hint: str) -> Path:
     return path
 
 
+def _load_torchvision(builder: Callable[[], nn.Module], path: Path) -> nn.Module:
+    """A torchvision model with the weights at ``path`` (built on meta: no wasted random init)."""
+    with torch.device("meta"):
+        network = builder()
+    network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), assign=True)
+    return network
+
+
 def sample_frames(inputs: torch.Tensor, reconstructions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """One random frame per clip, the same for input and reconstruction: (B, C, T, H, W) -> (B, C, H, W)."""
     if inputs.shape != reconstructions.shape:
@@ -86,8 +94,7 @@ class ConvNeXtPerceptualLoss(FrozenNetworkLoss):
             CONVNEXT_SMALL_FILE,
             "python -c \"import torchvision; torchvision.models.convnext_small(weights='IMAGENET1K_V1')\"",
         )
-        network = torchvision.models.convnext_small()
-        network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        network = _load_torchvision(torchvision.models.convnext_small, path)
         super().__init__(network)
         self.resolution = resolution
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
@@ -125,8 +132,7 @@ class LPIPSPerceptualLoss(FrozenNetworkLoss):
             # pnet_rand: build VGG16 without weights (lpips would otherwise download them); the
             # linear heads ship inside the package
             network = lpips.LPIPS(net="vgg", pretrained=True, pnet_rand=True, verbose=False)
-        vgg = torchvision.models.vgg16()
-        vgg.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        vgg = _load_torchvision(torchvision.models.vgg16, path)
         for stage in (network.net.slice1, network.net.slice2, network.net.slice3, network.net.slice4,
                       network.net.slice5):
             for index, layer in stage.named_children():  # lpips names layers by VGG feature index

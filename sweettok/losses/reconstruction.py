@@ -74,7 +74,7 @@ class ReconstructionGANLoss(nn.Module):
             raise ValueError(
                 f"losses.reconstruction_loss: expected one of {RECONSTRUCTION_LOSSES}, got '{cfg.reconstruction_loss}'"
             )
-        num_features = getattr(discriminator, "num_features", None)
+        num_features = None if discriminator is None else getattr(_unwrap(discriminator), "num_features", None)
         if num_features is not None and cfg.feature_matching_layers > num_features:
             raise ValueError(
                 f"losses.feature_matching_layers={cfg.feature_matching_layers}, but the discriminator "
