@@ -29,6 +29,15 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+class Table(list):
+    """Rows of (what, time, result, peak RSS); each row is printed as soon as it is added."""
+
+    def append(self, row) -> None:
+        super().append(row)
+        what, seconds, result, memory = row
+        print(f"{what:<44} {seconds:>12} {result:>16} {memory:>12}", flush=True)
+
+
 def timed(fn, repeats: int = 1):
     """(result, seconds per call) of the best of `repeats` calls."""
     best, result = float("inf"), None
@@ -113,16 +122,14 @@ def main() -> None:
     parser.add_argument("--demo-root", default="", help="demo set folder (scripts/make_demo_dataset.py --out)")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
-    rows: list = []
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
+    print(f"{'what':<44} {'time':>12} {'result':>16} {'peak RSS MB':>12}")
+    rows = Table()
     extractor = bench_i3d(rows, args.clips, args.batch_size)
     bench_frechet(rows)
     bench_frame_metrics(rows)
     if args.demo_root:
         demo_fvd(rows, extractor, args.demo_root)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
-    print(f"{'what':<44} {'time':>12} {'result':>16} {'peak RSS MB':>12}")
-    for what, seconds, result, memory in rows:
-        print(f"{what:<44} {seconds:>12} {result:>16} {memory:>12}")
 
 
 if __name__ == "__main__":

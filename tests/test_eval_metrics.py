@@ -112,3 +112,22 @@ def test_codebook_stats_accumulate_per_sub_codebook():
     with pytest.raises(KeyError, match="adjective"):
         stats.update({"adjective": torch.tensor([0])})
     assert math.isnan(CodebookStats({"empty": 3}).compute()["empty/perplexity"])
+
+
+def test_ssim_separable_blur_equals_the_2d_window_reference():
+    """The chunked separable implementation against a direct 2-D Gaussian-window SSIM."""
+    import torch.nn.functional as F
+
+    x = torch.rand(1, 3, 70, 20, 24, generator=torch.Generator().manual_seed(7)).double()  # 70 frames: 2 chunks
+    y = (x + 0.1 * torch.randn(x.shape, generator=torch.Generator().manual_seed(8), dtype=torch.float64)).clamp(0, 1)
+    window = gaussian_window().expand(3, 1, 11, 11)
+    a, b = (v.permute(0, 2, 1, 3, 4).reshape(-1, 3, 20, 24) for v in (x, y))
+
+    def blur(image):
+        return F.conv2d(image, window, groups=3)
+
+    mu_a, mu_b = blur(a), blur(b)
+    var_a, var_b, cov = blur(a * a) - mu_a**2, blur(b * b) - mu_b**2, blur(a * b) - mu_a * mu_b
+    c1, c2 = 0.01**2, 0.03**2
+    expected = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+    torch.testing.assert_close(ssim_per_frame(x, y), expected.mean(dim=(1, 2, 3)), rtol=1e-10, atol=1e-12)

@@ -27,18 +27,26 @@ SSIM_K1, SSIM_K2 = 0.01, 0.03
 LPIPS_BACKBONES = {"alex": "AlexNet_Weights", "vgg": "VGG16_Weights"}
 
 
-def _frames(videos: torch.Tensor, name: str) -> torch.Tensor:
-    """(B, C, T, H, W) -> (B*T, C, H, W) float64, with a clear error on other shapes."""
+FRAME_CHUNK = 64  # frames per float64 chunk: bounds memory on long eval sets
+
+
+def _frames(videos: torch.Tensor, reference: torch.Tensor, metric: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two (B, C, T, H, W) videos -> (B*T, C, H, W) each, with clear errors on bad shapes."""
     if videos.ndim != 5:
-        raise ValueError(f"{name} must be (B, C, T, H, W), got shape {tuple(videos.shape)}")
-    return rearrange(videos.double(), "b c t h w -> (b t) c h w")
+        raise ValueError(f"{metric}: videos must be (B, C, T, H, W), got shape {tuple(videos.shape)}")
+    if videos.shape != reference.shape:
+        raise ValueError(f"{metric} inputs differ in shape: {tuple(videos.shape)} vs {tuple(reference.shape)}")
+    to_frames = "b c t h w -> (b t) c h w"
+    return rearrange(videos, to_frames), rearrange(reference, to_frames)
 
 
 def psnr_per_frame(videos: torch.Tensor, reference: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
-    """PSNR (dB) of every frame, (B*T,); identical frames give +inf."""
-    if videos.shape != reference.shape:
-        raise ValueError(f"PSNR inputs differ in shape: {tuple(videos.shape)} vs {tuple(reference.shape)}")
-    mse = (_frames(videos, "videos") - _frames(reference, "reference")).pow(2).mean(dim=(1, 2, 3))
+    """PSNR (dB) of every frame, (B*T,) float64; identical frames give +inf."""
+    x, y = _frames(videos, reference, "PSNR")
+    mse = torch.cat([
+        (x[i : i + FRAME_CHUNK].double() - y[i : i + FRAME_CHUNK].double()).pow(2).mean(dim=(1, 2, 3))
+        for i in range(0, x.shape[0], FRAME_CHUNK)
+    ])
     return 10.0 * torch.log10(data_range**2 / mse)  # mse = 0 -> inf
 
 
@@ -47,26 +55,29 @@ def psnr(videos: torch.Tensor, reference: torch.Tensor, data_range: float = 1.0)
     return float(psnr_per_frame(videos, reference, data_range).mean())
 
 
-def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> torch.Tensor:
-    """Normalised 2-D Gaussian window (size, size), float64."""
+def gaussian_kernel(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> torch.Tensor:
+    """Normalised 1-D Gaussian (size,), float64."""
     coords = torch.arange(size, dtype=torch.float64) - (size - 1) / 2.0
     line = torch.exp(-(coords**2) / (2 * sigma**2))
-    line = line / line.sum()
+    return line / line.sum()
+
+
+def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> torch.Tensor:
+    """Normalised 2-D Gaussian window (size, size), float64 (the outer product of two 1-D ones)."""
+    line = gaussian_kernel(size, sigma)
     return torch.outer(line, line)
 
 
-def ssim_per_frame(videos: torch.Tensor, reference: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
-    """SSIM of every frame (B*T,), Wang et al. 2004: Gaussian 11/1.5, valid window, channel mean."""
-    if videos.shape != reference.shape:
-        raise ValueError(f"SSIM inputs differ in shape: {tuple(videos.shape)} vs {tuple(reference.shape)}")
-    x, y = _frames(videos, "videos"), _frames(reference, "reference")  # (N, C, H, W)
-    if min(x.shape[-2:]) < SSIM_WINDOW:
-        raise ValueError(f"SSIM needs frames of at least {SSIM_WINDOW}x{SSIM_WINDOW}, got {tuple(x.shape[-2:])}")
+def _ssim_chunk(x: torch.Tensor, y: torch.Tensor, data_range: float) -> torch.Tensor:
+    """SSIM of each (C, H, W) frame of float64 (N, C, H, W) tensors -> (N,)."""
     channels = x.shape[1]
-    window = gaussian_window().to(x.device).expand(channels, 1, SSIM_WINDOW, SSIM_WINDOW)
+    line = gaussian_kernel().to(x.device)
+    rows = line.view(1, 1, 1, -1).expand(channels, 1, 1, SSIM_WINDOW)
+    cols = line.view(1, 1, -1, 1).expand(channels, 1, SSIM_WINDOW, 1)
 
     def blur(image: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(image, window, groups=channels)  # valid: (N, C, H-10, W-10)
+        # separable Gaussian, valid: (N, C, H-10, W-10); 2 x 11 taps instead of 121
+        return F.conv2d(F.conv2d(image, rows, groups=channels), cols, groups=channels)
 
     c1, c2 = (SSIM_K1 * data_range) ** 2, (SSIM_K2 * data_range) ** 2
     mu_x, mu_y = blur(x), blur(y)
@@ -75,6 +86,17 @@ def ssim_per_frame(videos: torch.Tensor, reference: torch.Tensor, data_range: fl
     cov_xy = blur(x * y) - mu_x * mu_y
     ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov_xy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
     return ssim_map.mean(dim=(1, 2, 3))
+
+
+def ssim_per_frame(videos: torch.Tensor, reference: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """SSIM of every frame (B*T,), Wang et al. 2004: Gaussian 11/1.5, valid window, channel mean."""
+    x, y = _frames(videos, reference, "SSIM")
+    if min(x.shape[-2:]) < SSIM_WINDOW:
+        raise ValueError(f"SSIM needs frames of at least {SSIM_WINDOW}x{SSIM_WINDOW}, got {tuple(x.shape[-2:])}")
+    return torch.cat([
+        _ssim_chunk(x[i : i + FRAME_CHUNK].double(), y[i : i + FRAME_CHUNK].double(), data_range)
+        for i in range(0, x.shape[0], FRAME_CHUNK)
+    ])
 
 
 def ssim(videos: torch.Tensor, reference: torch.Tensor, data_range: float = 1.0) -> float:
@@ -124,13 +146,11 @@ def load_lpips(net: str = "alex", device: str | torch.device = "cpu") -> tuple[O
 @torch.no_grad()
 def lpips_per_frame(model: nn.Module, videos: torch.Tensor, reference: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
     """LPIPS of every frame (B*T,) for videos in [0, 1] (scaled to LPIPS's [-1, 1] here)."""
-    if videos.shape != reference.shape:
-        raise ValueError(f"LPIPS inputs differ in shape: {tuple(videos.shape)} vs {tuple(reference.shape)}")
+    x, y = _frames(videos, reference, "LPIPS")
     device = next(model.parameters()).device
-    x = rearrange(videos.float(), "b c t h w -> (b t) c h w") * 2 - 1
-    y = rearrange(reference.float(), "b c t h w -> (b t) c h w") * 2 - 1
-    values = [
-        model(x[i : i + batch_size].to(device), y[i : i + batch_size].to(device)).flatten().cpu()
+    values = [  # LPIPS takes [-1, 1]
+        model(x[i : i + batch_size].float().to(device) * 2 - 1, y[i : i + batch_size].float().to(device) * 2 - 1)
+        .flatten().cpu()
         for i in range(0, x.shape[0], batch_size)
     ]
     return torch.cat(values).double()
