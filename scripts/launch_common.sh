@@ -43,3 +43,16 @@ ensure_demo_assets() {
     "$PYTHON" scripts/build_codebook_priors.py --demo --out codebook_priors/demo
   fi
 }
+
+# check_config config=PATH OVERRIDES...: fail at once (naming the key) on a bad config or override,
+# before building demo assets or starting processes.
+check_config() {
+  "$PYTHON" - "$@" <<'PY'
+import sys
+from sweettok.config import ConfigError, load_config_from_cli
+try:
+    load_config_from_cli(sys.argv[1:])
+except ConfigError as err:
+    sys.exit(f"error: {err}")
+PY
+}

@@ -279,6 +279,8 @@ class TrainingConfig:
     ema_decay: float = 0.999
     num_generate: int = 2  # clips in logged reconstructions
     static_curriculum_steps: int = 0  # stage 1: train on static clips for the first N steps
+    eval_num_clips: int = 64  # in-training eval: fixed, evenly spaced subset of the eval split (0 = all)
+    eval_fvd: bool = False  # in-training eval also computes rFVD (I3D; slow on CPU)
 
 
 @dataclass

@@ -97,6 +97,8 @@ def read_proxy_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
     """Read proxy weights from a Lightning ``.ckpt``/``.bin``, a plain torch state dict or our
     ``.safetensors``; return them in our key layout, unused (discriminator, LPIPS, context_norm) keys dropped."""
     path = Path(path)
+    if path.is_dir() and (path / "model.safetensors").is_file():
+        path = path / "model.safetensors"  # a stage-0 export folder
     if not path.is_file():
         raise FileNotFoundError(f"proxy weights not found: {path}. Get {WHERE_TO_GET}, or train one (stage 0).")
     if path.suffix == ".safetensors":

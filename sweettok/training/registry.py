@@ -8,7 +8,11 @@ from typing import Callable
 STAGE_NAMES = {0: "proxy tokenizer", 1: "stage 1 (proxy codes)", 2: "stage 2 (pixel decoder)", 3: "generator"}
 
 # stage -> "module:ClassName"; a stage is added with one line here.
-TASKS: dict[int, str] = {}
+TASKS: dict[int, str] = {
+    0: "sweettok.training.stage0:ProxyTask",
+    1: "sweettok.training.stage1:Stage1Task",
+    2: "sweettok.training.stage2:Stage2Task",
+}
 
 
 def get_task_factory(stage: int) -> Callable:
