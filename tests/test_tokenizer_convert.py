@@ -71,7 +71,8 @@ def test_original_state_dict_loads_strictly(stage):
     torch.testing.assert_close(ours["decoder.head_out.weight"], original["decoder.ffn.2.weight"][:, :, 0, 0])
     torch.testing.assert_close(ours["encoder.temporal_stack.layers.3.peg.conv.weight"],
                                original["encoder.enc_temporal_transformer.layers.3.0.dsconv.weight"])
-    torch.testing.assert_close(ours["spatial_quantizer.gcn.conv1.lin.weight"], original["quantize.gcn.conv1.lin.weight"])
+    torch.testing.assert_close(ours["spatial_quantizer.gcn.conv1.lin.weight"],
+                               original["quantize.gcn.conv1.lin.weight"])
     if stage == 2:
         torch.testing.assert_close(ours["pixel.codebook.embeddings"], original["pixel_codebook.embeddings"])
         torch.testing.assert_close(ours["pixel.codebook.cluster_size"], original["pixel_codebook.N"])
@@ -133,3 +134,20 @@ def test_from_pretrained_missing_prior_is_named(tmp_path, monkeypatch):
 def test_from_pretrained_missing_folder_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="model.safetensors"):
         SweetTok.from_pretrained(tmp_path / "nowhere")
+
+
+def test_pixel_decoder_from_proxy_checkpoint(tmp_path):
+    """Stage-2 init: the proxy's decoding half is copied into ``pixel``; pixels equal the proxy's soft decode."""
+    from sweettok.models.proxy import ProxyTokenizer
+    from sweettok.models.proxy_convert import save_proxy_safetensors
+    from sweettok.models.tokenizer_convert import load_pixel_decoder_from_proxy
+
+    torch.manual_seed(5)
+    proxy = ProxyTokenizer(demo_proxy_config()).eval()
+    save_proxy_safetensors(proxy, tmp_path / "proxy.safetensors")
+    model = demo_model(seed=5, pixel_decoder=True).eval()
+    load_pixel_decoder_from_proxy(model, tmp_path / "proxy.safetensors")
+    torch.testing.assert_close(model.pixel.codebook.embeddings, proxy.codebook.embeddings)
+    logits = torch.randn(1, 256, 5, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(model.logits_to_pixels(logits), proxy.decode_soft(logits))

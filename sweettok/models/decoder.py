@@ -63,7 +63,8 @@ class DQAEDecoder(nn.Module):
     def _validate(cfg: TokenizerConfig, grid_tokens: int) -> None:
         if len(cfg.decoder_spatial_latent_block) != len(cfg.decoder_block):
             raise ValueError(f"tokenizer.decoder_spatial_latent_block={cfg.decoder_spatial_latent_block!r} must "
-                             f"have the depth of decoder_block ({len(cfg.decoder_block)}): layer i reads latent output i")
+                             f"have the depth of decoder_block ({len(cfg.decoder_block)}): "
+                             "layer i reads latent output i")
         if "w" in cfg.decoder_block or "c" in cfg.decoder_block:
             raise ValueError(f"tokenizer.decoder_block={cfg.decoder_block!r}: only 't' layers cross-attend every layer")
         if math.isqrt(cfg.num_spatial_queries) ** 2 != cfg.num_spatial_queries:
@@ -77,7 +78,8 @@ class DQAEDecoder(nn.Module):
                              f"in [0, {len(cfg.decoder_block)})")
         if len(layers) > cfg.decoder_temporal_latent_depth:
             raise ValueError(f"tokenizer.decoder_temporal_latent_depth={cfg.decoder_temporal_latent_depth} must be "
-                             f">= the number of decoder_temporal_layers ({len(layers)}): temporal layer k reads output k")
+                             f">= the number of decoder_temporal_layers ({len(layers)}): "
+                             "temporal layer k reads output k")
 
     def forward(self, spatial: Tensor, temporal: Tensor, redundant: bool = False) -> Tensor:
         """spatial (B, Ls, D), temporal (B, Lt, D) (post-quantisation projections) -> logits (B, K, T', H', W')."""

@@ -84,6 +84,11 @@ class SweetTok(nn.Module):
             check_prior_files(cfg.spatial_quantizer, "model.tokenizer.spatial_quantizer")
             check_prior_files(cfg.temporal_quantizer, "model.tokenizer.temporal_quantizer")
             quantizers = (build_quantizer(cfg.spatial_quantizer), build_quantizer(cfg.temporal_quantizer))
+        for quantizer, qcfg, name in zip(quantizers, (cfg.spatial_quantizer, cfg.temporal_quantizer),
+                                         ("spatial", "temporal")):
+            if (quantizer.code_dim, quantizer.top_k) != (qcfg.code_dim, qcfg.top_k):
+                raise ValueError(f"{name} quantizer has code_dim={quantizer.code_dim}, top_k={quantizer.top_k}; "
+                                 f"model.tokenizer.{name}_quantizer says {qcfg.code_dim}, {qcfg.top_k}")
         self.spatial_quantizer, self.temporal_quantizer = quantizers
         if pixel_decoder:
             self.pixel = ProxyTokenizer(proxy, with_encoder=False)

@@ -1,0 +1,124 @@
+"""Tokenizer benchmark: paper-preset training step and demo-preset encode/decode, cheap vs redundant path.
+
+    python benchmarks/bench_tokenizer.py [--repeats 2] [--skip-paper] [--skip-demo]
+
+* Paper preset (TokenizerConfig defaults: 180 M parameters without quantizers), batch 1, one
+  (1, 3, 17, 256, 256) clip on the CPU: a stage-1 step (encode, decode to 8192-way logits,
+  cross-entropy + quantizer loss, backward), best of N seconds and the process's peak resident
+  memory. Each path runs in its own subprocess so the peaks do not mix. "redundant" is the
+  original's way: the spatial-latent decoder on T' = 5 identical copies and full attention over
+  length-1 temporal sequences; "cheap" runs the spatial latents once and the length-1 layers as
+  value projections. Plain VQ quantizers (8192 codes a half) stand in for the MLC ones, whose
+  word priors may not be on the machine; the GCN is small next to the transformers.
+* Demo preset (configs/demo/tokenizer.yaml sizes, 17x64x64, batch 8): clips per second for
+  encode and decode in eval mode, both paths.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+from sweettok.config import ProxyConfig, QuantizerConfig, TokenizerConfig
+from sweettok.models.tokenizer import SweetTok
+
+
+def paper_model() -> SweetTok:
+    quantizer = QuantizerConfig(kind="vq", codebook_size=8192)
+    return SweetTok(TokenizerConfig(spatial_quantizer=quantizer, temporal_quantizer=quantizer), ProxyConfig())
+
+
+def demo_model() -> SweetTok:
+    quantizer = QuantizerConfig(kind="vq", code_dim=32, codebook_size=256)
+    cfg = TokenizerConfig(image_size=64, width=64, heads=4, head_dim=16, window_size=4, num_spatial_queries=16,
+                          num_temporal_queries=64, encoder_spatial_block="twtt", encoder_spatial_query_block="twtt",
+                          encoder_temporal_depth=2, encoder_temporal_query_depth=2,
+                          decoder_spatial_latent_block="tttt", decoder_temporal_latent_depth=2, decoder_block="tttt",
+                          decoder_temporal_layers=[1, 3], head_hidden=128, spatial_quantizer=quantizer,
+                          temporal_quantizer=quantizer)
+    proxy = ProxyConfig(image_size=64, width=64, heads=4, head_dim=16, window_size=4, codebook_size=256)
+    return SweetTok(cfg, proxy)
+
+
+def train_step(model: SweetTok, video: torch.Tensor, target: torch.Tensor, redundant: bool) -> None:
+    out = model.encode(video, redundant=redundant)
+    logits = model.decode(out.latents, redundant=redundant)
+    loss = F.cross_entropy(logits, target) + out.loss
+    loss.backward()
+    model.zero_grad(set_to_none=True)
+
+
+def paper_worker(redundant: bool, repeats: int) -> dict:
+    """One subprocess: build, warm up, time ``repeats`` steps; report best seconds and peak RSS."""
+    torch.manual_seed(0)
+    model = paper_model().train()
+    video = torch.rand(1, 3, 17, 256, 256) - 0.5
+    target = torch.randint(0, 8192, (1, 5, 32, 32))
+    rss_model = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB (Linux reports KiB)
+    times = []
+    for _ in range(repeats + 1):  # the first is a warm-up
+        start = time.perf_counter()
+        train_step(model, video, target, redundant)
+        times.append(time.perf_counter() - start)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"best_s": min(times[1:]), "peak_rss_mib": peak, "model_rss_mib": rss_model}
+
+
+def run_paper(repeats: int) -> None:
+    print(f"paper preset, stage-1 step (forward + backward), batch 1, CPU, {torch.get_num_threads()} threads")
+    print(f"{'path':<10} {'best s':>8} {'peak RSS MiB':>13} {'RSS after build':>16}")
+    for name in ("redundant", "cheap"):
+        cmd = [sys.executable, __file__, "--worker", name, "--repeats", str(repeats)]
+        result = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.splitlines()[-1])
+        print(f"{name:<10} {result['best_s']:8.2f} {result['peak_rss_mib']:13.0f} {result['model_rss_mib']:16.0f}")
+
+
+@torch.no_grad()
+def run_demo(repeats: int, batch: int = 8) -> None:
+    torch.manual_seed(0)
+    model = demo_model().eval()
+    video = torch.rand(batch, 3, 17, 64, 64) - 0.5
+    latents = model.encode(video).latents
+    print(f"\ndemo preset (17x64x64), batch {batch}, eval, clips/s, {torch.get_num_threads()} threads")
+    print(f"{'path':<10} {'encode':>8} {'decode':>8}")
+    for name, redundant in (("redundant", True), ("cheap", False)):
+        rates = []
+        for fn in (lambda: model.encode(video, redundant=redundant),
+                   lambda: model.decode(latents, redundant=redundant)):
+            fn()
+            best = min(_timed(fn) for _ in range(max(repeats, 3)))
+            rates.append(batch / best)
+        print(f"{name:<10} {rates[0]:8.1f} {rates[1]:8.1f}")
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--skip-paper", action="store_true")
+    parser.add_argument("--skip-demo", action="store_true")
+    parser.add_argument("--worker", choices=("cheap", "redundant"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(paper_worker(args.worker == "redundant", args.repeats)))
+        return
+    if not args.skip_paper:
+        run_paper(args.repeats)
+    if not args.skip_demo:
+        run_demo(args.repeats)
+
+
+if __name__ == "__main__":
+    main()
