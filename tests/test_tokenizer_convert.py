@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -151,3 +152,29 @@ def test_pixel_decoder_from_proxy_checkpoint(tmp_path):
     logits = torch.randn(1, 256, 5, 8, 8)
     with torch.no_grad():
         torch.testing.assert_close(model.logits_to_pixels(logits), proxy.decode_soft(logits))
+
+
+def test_build_for_stage2(tmp_path):
+    """Stage-1 export + proxy checkpoint -> stage-2 model: same indices, proxy pixels, frozen encoder."""
+    from sweettok.models.proxy import ProxyTokenizer
+    from sweettok.models.proxy_convert import save_proxy_safetensors
+    from sweettok.models.tokenizer_convert import build_for_stage2
+
+    stage1 = demo_model(seed=6).eval()
+    folder = _export(tmp_path, stage1)
+    torch.manual_seed(6)
+    proxy = ProxyTokenizer(demo_proxy_config()).eval()
+    save_proxy_safetensors(proxy, tmp_path / "proxy.safetensors")
+    cfg = demo_tokenizer_config(
+        spatial_quantizer=dataclasses.replace(demo_tokenizer_config().spatial_quantizer,
+                                              prior=str(tmp_path / "priors" / "spatial")),
+        temporal_quantizer=dataclasses.replace(demo_tokenizer_config().temporal_quantizer,
+                                               prior=str(tmp_path / "priors" / "temporal")))
+    model = build_for_stage2(folder, cfg, demo_proxy_config(), tmp_path / "proxy.safetensors").train()
+    assert model.encoder_frozen and not model.encoder.training
+    assert not any(p.requires_grad for p in model.encoder.parameters())
+    clip = demo_clip(batch=1, seed=6)
+    with torch.no_grad():
+        assert torch.equal(model.encode(clip).indices, stage1.encode(clip).indices)
+    torch.testing.assert_close(model.pixel.decoder.spatial.layers[0].ff.proj_in.weight,
+                               proxy.decoder.spatial.layers[0].ff.proj_in.weight)

@@ -156,6 +156,36 @@ def load_pixel_decoder_from_proxy(model: SweetTok, path: str | os.PathLike) -> N
     load_state_dict_strict(model.pixel, state, f"{path} (pixel decoder)")
 
 
+def build_for_stage2(init_weight: str | os.PathLike, cfg: TokenizerConfig, proxy: ProxyConfig,
+                     proxy_weights: str | os.PathLike) -> SweetTok:
+    """Stage-2 model: a stage-1 export folder (ours or an original state dict file) + the proxy's decoding half.
+
+    Encoder, projections and quantizers come from ``init_weight`` (strict, pixel keys aside) and are
+    frozen; ``pixel.*`` is initialised from the proxy checkpoint unless ``init_weight`` already has it.
+    """
+    from sweettok.training.checkpoint import load_export
+
+    path = Path(init_weight)
+    if path.is_dir():
+        state_dict, _ = load_export(path)
+    else:
+        if not path.is_file():
+            raise FileNotFoundError(f"stage-1 weights not found: {path} (experiment.init_weight: a stage-1 export "
+                                    "folder, or an original SweetTok_Compact state dict file)")
+        state_dict = dict(torch.load(path, map_location="cpu", weights_only=True))
+    if is_original_layout(state_dict):
+        state_dict = original_to_ours(state_dict)
+        cfg = dataclasses.replace(cfg, peg_layout="original")
+    model = SweetTok(cfg, proxy, pixel_decoder=True)
+    has_pixel = any(k.startswith("pixel.") for k in state_dict)
+    if not has_pixel:
+        state_dict = {**state_dict, **{f"pixel.{k}": v for k, v in model.pixel.state_dict().items()}}
+    load_state_dict_strict(model, state_dict, str(path))
+    if not has_pixel:
+        load_pixel_decoder_from_proxy(model, proxy_weights)
+    return model.freeze_encoder()
+
+
 def load_pretrained(directory: str | os.PathLike, map_location: str = "cpu") -> SweetTok:
     """Build from ``directory/config.yaml`` and load ``directory/model.safetensors`` strictly.
 
