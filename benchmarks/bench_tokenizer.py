@@ -1,6 +1,6 @@
 """Tokenizer benchmark: paper-preset training step and demo-preset encode/decode, cheap vs redundant path.
 
-    python benchmarks/bench_tokenizer.py [--repeats 2] [--skip-paper] [--skip-demo]
+    python benchmarks/bench_tokenizer.py [--repeats 2] [--threads N] [--skip-paper] [--skip-demo]
 
 * Paper preset (TokenizerConfig defaults: 180 M parameters without quantizers), batch 1, one
   (1, 3, 17, 256, 256) clip on the CPU: a stage-1 step (encode, decode to 8192-way logits,
@@ -75,7 +75,8 @@ def run_paper(repeats: int) -> None:
     print(f"paper preset, stage-1 step (forward + backward), batch 1, CPU, {torch.get_num_threads()} threads")
     print(f"{'path':<10} {'best s':>8} {'peak RSS MiB':>13} {'RSS after build':>16}")
     for name in ("redundant", "cheap"):
-        cmd = [sys.executable, __file__, "--worker", name, "--repeats", str(repeats)]
+        cmd = [sys.executable, __file__, "--worker", name, "--repeats", str(repeats),
+               "--threads", str(torch.get_num_threads())]
         result = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.splitlines()[-1])
         print(f"{name:<10} {result['best_s']:8.2f} {result['peak_rss_mib']:13.0f} {result['model_rss_mib']:16.0f}")
 
@@ -109,8 +110,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--skip-paper", action="store_true")
     parser.add_argument("--skip-demo", action="store_true")
+    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     parser.add_argument("--worker", choices=("cheap", "redundant"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.worker:
         print(json.dumps(paper_worker(args.worker == "redundant", args.repeats)))
         return
