@@ -296,6 +296,9 @@ def test_logged_keys_and_eval_hooks_use_ema(tmp_path):
     assert logged[2]["val/psnr"] == 1.0
     assert hooks == [("eval", 2, False, False, True), ("eval", 4, False, False, True), ("generate", 4)]
     assert trainer.task.unwrap("model").training  # train mode is back after the hooks
+    records = [json.loads(line) for line in (trainer.output_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "train/loss" in r] == [1, 2, 3, 4]
+    assert [r["val/psnr"] for r in records if "val/psnr" in r] == [1.0, 1.0]
 
 
 def test_video_panel_and_gif(tmp_path):

@@ -8,6 +8,7 @@ logging, evaluation, generation and checkpoints run on their cadence (and all at
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -225,6 +226,7 @@ class Trainer:
             if metrics:
                 metrics = {k: float(v) for k, v in _namespaced(metrics, "val").items()}
                 self.accelerator.log(metrics, step=self.step)
+                self._append_metrics(metrics)
                 logger.info("step %d eval: %s", self.step, _format(metrics))
         if _due(exp.generate_every, self.step, last_step):
             with self.eval_weights():
@@ -248,8 +250,15 @@ class Trainer:
         out.update({"time/data": window["data"] / steps, "time/batch": batch_time,
                     "throughput/samples_per_s": samples * acc.gradient_accumulation_steps / max(batch_time, 1e-9)})
         acc.log(out, step=self.step)
+        self._append_metrics(out)
         progress.set_postfix({k.split("/")[-1]: f"{v:.4g}" for k, v in out.items() if k.startswith("train/")}, refresh=False)
         logger.info("step %d: %s", self.step, _format(out))
+
+    def _append_metrics(self, scalars: dict[str, float]) -> None:
+        """Also keep every logged scalar in ``metrics.jsonl`` (plots and reports need no tracker)."""
+        if self.accelerator.is_main_process:
+            with open(self.output_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps({"step": self.step, **scalars}) + "\n")
 
     # ------------------------------------------------------------------ weights
 
