@@ -12,6 +12,7 @@ TASKS: dict[int, str] = {
     0: "sweettok.training.stage0:ProxyTask",
     1: "sweettok.training.stage1:Stage1Task",
     2: "sweettok.training.stage2:Stage2Task",
+    3: "sweettok.training.generator_task:GeneratorTask",
 }
 
 
