@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Generation eval: sample NUM_PER_CLASS clips per class with the trained generator, then gFVD
+# against the real train split (scripts/eval_generation.py: I3D, 128x128 reads, centre 17 frames),
+# and the nearest-neighbour class accuracy of the samples (scripts/eval_class_accuracy.py).
+# Extra arguments go to scripts/sample.py (e.g. --cfg-scale 1.0 --top-p 0.95).
+#   bash run_eval_gen.sh                                   # GPUs: UCF-101; CPU: the demo (2 per class)
+#   CHECKPOINT=outputs/ucf101_generator/export NUM_PER_CLASS=21 bash run_eval_gen.sh --seed 2000
+set -euo pipefail
+cd "$(dirname "$0")"
+source scripts/launch_common.sh
+
+NUM_GPUS="${NUM_GPUS:-$(detect_gpus)}"
+if [ "$NUM_GPUS" -gt 0 ]; then
+  CONFIG="${CONFIG:-configs/ucf101/generator.yaml}"
+  CHECKPOINT="${CHECKPOINT:-outputs/ucf101_generator/export}"
+  NUM_PER_CLASS="${NUM_PER_CLASS:-21}"   # 101 x 21 = 2121 >= the 2,048 clips of the gFVD protocol
+  NUM_VIDEOS="${NUM_VIDEOS:-2048}"
+else
+  CONFIG="${CONFIG:-configs/demo/generator_train.yaml}"
+  CHECKPOINT="${CHECKPOINT:-outputs/demo/generator/export}"
+  NUM_PER_CLASS="${NUM_PER_CLASS:-2}"
+  NUM_VIDEOS="${NUM_VIDEOS:-2048}"       # every clip there is (24 generated, 120 real)
+  echo "[sweettok] no GPU: generation eval on the demo set ($CHECKPOINT)"
+fi
+OUT="${OUT:-$(dirname "$CHECKPOINT")/eval_samples}"
+if [ ! -f "$CHECKPOINT/model.safetensors" ]; then
+  echo "[sweettok] error: $CHECKPOINT is missing; train the generator first: bash run_train_generator.sh" >&2
+  exit 1
+fi
+
+"$PYTHON" scripts/sample.py --checkpoint "$CHECKPOINT" --out "$OUT" --num-per-class "$NUM_PER_CLASS" "$@"
+launch scripts/eval_generation.py --generated "$OUT" --real-config "$CONFIG" --real-split train \
+  --num-videos "$NUM_VIDEOS" --resolution "${RESOLUTION:-128}" --output "$OUT/gfvd.json"
+"$PYTHON" scripts/eval_class_accuracy.py --samples "$OUT" --real-config "$CONFIG" --output "$OUT/class_accuracy.json"

@@ -1,0 +1,113 @@
+"""Class accuracy of generated samples: nearest-neighbour classification against the real train split.
+
+    python scripts/eval_class_accuracy.py --samples outputs/demo/generator/eval_samples \
+        --real-config configs/demo/generator_train.yaml --output outputs/demo/generator/class_accuracy.json
+
+``--samples`` is a folder written by ``scripts/sample.py`` (samples.json, mp4 files, indices.safetensors).
+Features (``--features``): ``i3d`` = I3D Kinetics logits of the decoded videos vs those of the real
+train clips (centre clip, eval transforms); ``indices`` = per-segment bag-of-codes histograms of the
+sampled indices vs the dumped train indices (``dataset.index_dir``). The same classifier applied to
+real held-out clips (the eval split; for ``indices`` a dump given by ``--eval-index-dir``) is reported
+as the ceiling. The classifier: ``sweettok.eval.class_accuracy``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+from tqdm.auto import tqdm
+
+from sweettok.config import load_config, to_dataclass
+from sweettok.data.index_dataset import IndexDataset
+from sweettok.data.sampling import plan_clip
+from sweettok.data.video_dataset import VideoDataset
+from sweettok.data.video_reader import open_video
+from sweettok.eval.class_accuracy import class_accuracy, index_histograms
+from sweettok.eval.fvd import build_fvd_extractor
+
+logger = logging.getLogger("eval_class_accuracy")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--samples", required=True, help="folder written by scripts/sample.py")
+    parser.add_argument("--real-config", required=True, help="config whose dataset (and dataset.index_dir) is the reference")
+    parser.add_argument("--features", nargs="+", default=["i3d", "indices"], choices=("i3d", "indices"))
+    parser.add_argument("--index-dir", default="", help="dumped train indices (default: dataset.index_dir)")
+    parser.add_argument("--eval-index-dir", default="", help="dumped eval-split indices for the indices ceiling")
+    parser.add_argument("--k", type=int, default=1, help="neighbours that vote")
+    parser.add_argument("--batch-size", type=int, default=8, help="clips per I3D forward")
+    parser.add_argument("--output", default="", help="JSON report (default: <samples>/class_accuracy.json)")
+    return parser.parse_args(argv)
+
+
+def generated_clips(samples: dict, folder: Path, num_frames: int) -> torch.Tensor:
+    """The sampled mp4 files, centre ``num_frames`` frames, (B, 3, T, H, W) in [0, 1]."""
+    clips = []
+    for record in tqdm(samples["samples"], desc="read samples", unit="clip"):
+        with open_video(folder / record["path"]) as reader:
+            plan = plan_clip(reader.num_frames, num_frames, 1.0, train=False)
+            frames = torch.from_numpy(reader.get_frames(plan.indices))  # (T, H, W, 3) uint8
+        clips.append(frames.permute(3, 0, 1, 2).float() / 255.0)
+    return torch.stack(clips)
+
+
+def real_features(cfg, split: str, extractor, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """I3D features and labels of a real split read with the eval transforms."""
+    dataset_cfg = dataclasses.replace(to_dataclass(cfg.dataset), random_crop=False, random_flip=False)
+    dataset = VideoDataset(dataset_cfg, split, max_clips=0)
+    dataset.train = False  # centre clip
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    feats, labels = [], []
+    for batch in tqdm(loader, desc=f"I3D real {split}", unit="batch"):
+        video = (batch["video"] * dataset_cfg.std + dataset_cfg.mean).clamp(0, 1)  # back to [0, 1]
+        feats.append(extractor.features(video))
+        labels.append(batch["label"])
+    return torch.cat(feats), torch.cat(labels)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    folder = Path(args.samples)
+    samples = json.loads((folder / "samples.json").read_text())
+    cfg = load_config(args.real_config)
+    labels = torch.tensor([r["class_id"] for r in samples["samples"]])
+    report = {"samples": str(folder), "num_samples": len(labels), "k": args.k}
+    if "indices" in args.features:
+        train = IndexDataset(args.index_dir or cfg.dataset.index_dir)
+        generated = load_file(str(folder / "indices.safetensors"))
+        reference = index_histograms(train.indices, train.layout)
+        result = class_accuracy(index_histograms(generated["indices"].long(), train.layout), generated["labels"],
+                                reference, train.labels, train.class_names, args.k)
+        report["indices"] = result
+        if args.eval_index_dir:
+            held_out = IndexDataset(args.eval_index_dir)
+            report["indices_real_eval"] = class_accuracy(index_histograms(held_out.indices, train.layout),
+                                                         held_out.labels, reference, train.labels,
+                                                         train.class_names, args.k)
+    if "i3d" in args.features:
+        extractor = build_fvd_extractor(to_dataclass(cfg.eval), "cuda" if torch.cuda.is_available() else "cpu")
+        train_feats, train_labels = real_features(cfg, "train", extractor, args.batch_size)
+        names = VideoDataset(to_dataclass(cfg.dataset), "train").class_names
+        gen_feats = torch.cat([extractor.features(chunk) for chunk in
+                               generated_clips(samples, folder, cfg.dataset.num_frames).split(args.batch_size)])
+        report["i3d"] = class_accuracy(gen_feats, labels, train_feats, train_labels, names, args.k)
+        eval_feats, eval_labels = real_features(cfg, "eval", extractor, args.batch_size)
+        report["i3d_real_eval"] = class_accuracy(eval_feats, eval_labels, train_feats, train_labels, names, args.k)
+    output = Path(args.output or folder / "class_accuracy.json")
+    output.write_text(json.dumps(report, indent=1))
+    for key in ("indices", "indices_real_eval", "i3d", "i3d_real_eval"):
+        if key in report:
+            print(f"{key}: nearest-neighbour class accuracy {report[key]['accuracy']:.3f}")
+    print(f"-> {output}")
+
+
+if __name__ == "__main__":
+    main()
