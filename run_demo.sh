@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# The whole SweetTok pipeline on the embedded synthetic demo set, on CPU, then a report:
+#   data -> priors -> proxy (stage 0) -> stage 1 -> stage 2 -> reconstruction eval -> dump indices ->
+#   generator -> sample -> generation eval (gFVD + per-class accuracy) -> probe ->
+#   ablations (plain VQ; joint queries: stage 1 + 2 at the same budget, eval, probe) -> report.
+#
+#   bash run_demo.sh                    # every step whose output is missing; writes outputs/demo/report.md
+#   bash run_demo.sh --force            # redo every step (each step's old output is removed first)
+#   bash run_demo.sh --only stage2      # one step (a group prefix works too: --only ablation_vq)
+#   bash run_demo.sh --skip-ablations   # leave out the two ablation variants
+# A step is skipped when its output exists ("skip <step>: <output> exists"). Step times go to
+# outputs/demo/timings.json; the report (scripts/make_report.py) shows them.
+set -euo pipefail
+cd "$(dirname "$0")"
+source scripts/launch_common.sh
+
+usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
+
+FORCE=0; SKIP_ABLATIONS=0; ONLY=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --force) FORCE=1 ;;
+    --skip-ablations) SKIP_ABLATIONS=1 ;;
+    --only) ONLY="${2:?--only needs a step name}"; shift ;;
+    --only=*) ONLY="${1#--only=}" ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "run_demo.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
+  esac
+  shift
+done
+
+DEMO=outputs/demo
+STEPS=(data priors proxy stage1 stage2 eval dump generator sample eval_gen probe
+       ablation_vq_stage1 ablation_vq_stage2 ablation_vq_eval ablation_vq_probe
+       ablation_joint_stage1 ablation_joint_stage2 ablation_joint_eval ablation_joint_probe report)
+if [ -n "$ONLY" ] && ! printf '%s\n' "${STEPS[@]}" | grep -qE "^${ONLY}(_|$)"; then
+  echo "run_demo.sh: unknown step '$ONLY'; steps: ${STEPS[*]}" >&2; exit 2
+fi
+# The demo is a CPU recipe: the launchers would pick the full-size configs on a GPU machine.
+export NUM_GPUS=0
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"  # the demo models are tiny: one thread per process is fastest
+mkdir -p "$DEMO"
+
+# record STEP SECONDS STATUS: merge one step's time (and the load average) into timings.json.
+record() {
+  "$PYTHON" - "$DEMO/timings.json" "$@" "$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')" <<'PY'
+import json, sys
+path, name, seconds, status, load = sys.argv[1:]
+try:
+    data = json.load(open(path))
+except (OSError, ValueError):
+    data = {"steps": []}
+steps = [s for s in data.get("steps", []) if s["name"] != name]
+old = [s for s in data.get("steps", []) if s["name"] == name]
+if status == "skipped" and old:  # keep the time of the run that made the output
+    steps.append(old[0])
+else:
+    steps.append({"name": name, "seconds": None if status == "skipped" else int(seconds), "status": status, "load": load})
+data["steps"] = steps
+data["total_seconds"] = sum(s["seconds"] or 0 for s in steps if s["status"] != "skipped")
+data["load"] = load
+json.dump(data, open(path, "w"), indent=1)
+PY
+}
+
+# step NAME OUTPUT CLEAN COMMAND...: run COMMAND unless OUTPUT exists; --force removes CLEAN first.
+step() {
+  local name="$1" output="$2" clean="$3"; shift 3
+  if [ -n "$ONLY" ] && [[ "$name" != "$ONLY" && "$name" != "$ONLY"_* ]]; then return 0; fi
+  if [ "$FORCE" = 0 ] && [ -e "$output" ]; then
+    echo "skip $name: $output exists"; record "$name" 0 skipped; return 0
+  fi
+  [ "$FORCE" = 1 ] && [ -n "$clean" ] && rm -rf "$clean"
+  echo; echo "======== [$(date -u +%H:%M:%S)] $name -> $output ========"
+  local started=$SECONDS
+  if ! "$@"; then
+    record "$name" "$((SECONDS - started))" failed
+    echo "run_demo.sh: step '$name' failed after $((SECONDS - started)) s (rerun continues from here)" >&2
+    exit 1
+  fi
+  record "$name" "$((SECONDS - started))" ran
+  echo "======== $name done in $((SECONDS - started)) s ========"
+}
+
+# ---------------------------------------------------------------- tokenizer
+step data   data/demo/train.txt data/demo \
+  "$PYTHON" scripts/make_demo_dataset.py --out data/demo
+step priors codebook_priors/demo/mlc_codebook_verb_adv.json codebook_priors/demo \
+  "$PYTHON" scripts/build_codebook_priors.py --demo --out codebook_priors/demo
+step proxy  $DEMO/proxy/export/model.safetensors $DEMO/proxy \
+  env CONFIG=configs/demo/proxy_train.yaml bash run_train_proxy.sh
+step stage1 $DEMO/stage1/export/model.safetensors $DEMO/stage1 \
+  env CONFIG=configs/demo/stage1.yaml bash run_train_stage1.sh
+step stage2 $DEMO/stage2/export/model.safetensors $DEMO/stage2 \
+  env CONFIG=configs/demo/stage2.yaml bash run_train_stage2.sh
+step eval   $DEMO/eval/report.json $DEMO/eval \
+  bash run_eval.sh --tokenizer $DEMO/stage2/export --out $DEMO/eval
+
+# ---------------------------------------------------------------- generator
+step dump      $DEMO/indices/train/index.json $DEMO/indices \
+  "$PYTHON" scripts/dump_indices.py --config configs/demo/generator_train.yaml
+step generator $DEMO/generator/export/model.safetensors $DEMO/generator \
+  env CONFIG=configs/demo/generator_train.yaml bash run_train_generator.sh
+step sample    $DEMO/samples $DEMO/samples \
+  "$PYTHON" scripts/sample.py --generator $DEMO/generator/export --out $DEMO/samples
+step eval_gen  $DEMO/eval_gen/gfvd.json $DEMO/eval_gen \
+  bash run_eval_gen.sh --samples $DEMO/samples --out $DEMO/eval_gen
+step probe     $DEMO/probe/probe.json $DEMO/probe \
+  "$PYTHON" scripts/eval_probe.py --tokenizer $DEMO/stage2/export --out $DEMO/probe
+
+# ---------------------------------------------------------------- ablations (same budget as the main run)
+if [ "$SKIP_ABLATIONS" = 0 ]; then
+  for variant in vq joint; do
+    root=$DEMO/ablation_$variant
+    step ablation_${variant}_stage1 $root/stage1/export/model.safetensors $root/stage1 \
+      env CONFIG=configs/demo/ablation_$variant/stage1.yaml bash run_train_stage1.sh
+    step ablation_${variant}_stage2 $root/stage2/export/model.safetensors $root/stage2 \
+      env CONFIG=configs/demo/ablation_$variant/stage2.yaml bash run_train_stage2.sh
+    step ablation_${variant}_eval   $root/eval/report.json $root/eval \
+      bash run_eval.sh --tokenizer $root/stage2/export --out $root/eval
+    step ablation_${variant}_probe  $root/probe/probe.json $root/probe \
+      "$PYTHON" scripts/eval_probe.py --tokenizer $root/stage2/export --out $root/probe
+  done
+fi
+
+# ---------------------------------------------------------------- report (always rewritten: cheap)
+if [ -z "$ONLY" ] || [ "$ONLY" = report ]; then
+  echo; echo "======== [$(date -u +%H:%M:%S)] report ========"
+  "$PYTHON" scripts/make_report.py --demo-dir $DEMO --out $DEMO/report.md
+fi
+echo "run_demo.sh: done in $SECONDS s (steps of earlier runs: see $DEMO/timings.json); report: $DEMO/report.md"

@@ -1,0 +1,266 @@
+"""Write the demo report: ``report.md`` + PNG figures from the run folders and JSON results of a demo run.
+
+    python scripts/make_report.py --demo-dir outputs/demo --out outputs/demo/report.md
+
+Layout read (every part optional; a missing one shows as "not run"):
+    <demo>/{proxy,stage1,stage2,generator}/metrics.jsonl   loss curves, proxy PSNR
+    <demo>/stage2/export                                   reconstruction grid + words of a test clip
+    <demo>/eval/report.json                                PSNR, SSIM, LPIPS, rFVD, codebook usage
+    <demo>/samples/**.mp4                                  generated samples (a frame strip per class)
+    <demo>/eval_gen/gfvd.json, class_accuracy.json         gFVD, per-class sample accuracy
+    <demo>/probe/probe.json                                appearance/motion x spatial/temporal probe
+    <demo>/ablation_{vq,joint}/{stage2,eval,probe}         the ablation variants, same layout
+    <demo>/timings.json                                    step times written by run_demo.sh
+Figures go to ``<out dir>/figures`` and are linked relatively, so the report renders anywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from sweettok.eval.report import (
+    NOT_RUN, fmt, frame_picks, group_samples, image_grid, last_value, lookup, markdown_table, plot_curves,
+    read_json, read_metrics, read_video_frames, reconstruction_rows, to_uint8, top_words,
+)
+
+logger = logging.getLogger("make_report")
+
+STAGES = [("proxy", "proxy tokenizer (stage 0)"), ("stage1", "stage 1 (proxy codes)"),
+          ("stage2", "stage 2 (pixels + GAN)"), ("generator", "generator (stage 3)")]
+VARIANTS = [("main (MLC, decoupled queries)", ""), ("plain VQ", "ablation_vq"), ("joint queries", "ablation_joint")]
+PROBE_LABELS, PROBE_TOKENS = ("appearance", "motion"), ("spatial", "temporal")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--demo-dir", default="outputs/demo", help="the demo run's output folder")
+    parser.add_argument("--out", default="", help="report path (default: <demo-dir>/report.md)")
+    parser.add_argument("--num-clips", type=int, default=3, help="test clips in the reconstruction grid")
+    parser.add_argument("--num-frames", type=int, default=6, help="frames per clip in the figures")
+    return parser.parse_args()
+
+
+class Report:
+    """Collects markdown sections; figures are written beside it under ``figures/``."""
+
+    def __init__(self, demo: Path, out: Path, num_clips: int, num_frames: int):
+        self.demo, self.out, self.figures = demo, out, out.parent / "figures"
+        self.num_clips, self.num_frames = num_clips, num_frames
+        self.parts: list[str] = []
+        self.metrics = {name: read_metrics(demo / name / "metrics.jsonl") for name, _ in STAGES}
+
+    def link(self, png: Path, alt: str) -> str:
+        return f"![{alt}]({os.path.relpath(png, self.out.parent).replace(os.sep, '/')})"
+
+    def add(self, title: str, body: str) -> None:
+        self.parts.append(f"## {title}\n\n{body.strip()}\n")
+
+    # ------------------------------------------------------------------ sections
+
+    def metrics_table(self) -> None:
+        recon = read_json(self.demo / "eval" / "report.json")
+        gen = read_json(self.demo / "eval_gen" / "gfvd.json")
+        acc = read_json(self.demo / "eval_gen" / "class_accuracy.json")
+        rows = [("proxy PSNR (stage 0, val)", last_value(self.metrics["proxy"], "val/psnr"), "proxy/metrics.jsonl"),
+                ("PSNR (dB)", lookup(recon, "psnr"), "eval/report.json"),
+                ("SSIM", lookup(recon, "ssim"), "eval/report.json"),
+                ("LPIPS", lookup(recon, "lpips"), "eval/report.json"),
+                ("rFVD", lookup(recon, "rfvd", "fvd"), "eval/report.json")]
+        rows += [(f"codebook {key}", value, "eval/report.json") for key, value in codebook_stats(recon).items()]
+        if not codebook_stats(recon):
+            rows.append(("codebook usage", None, "eval/report.json"))
+        rows += [("gFVD", lookup(gen, "gfvd", "fvd"), "eval_gen/gfvd.json"),
+                 ("sample accuracy (mean over classes)", mean_accuracy(acc), "eval_gen/class_accuracy.json")]
+        body = markdown_table(["metric", "value", "from"], rows)
+        per_class = class_accuracies(acc)
+        if per_class:
+            body += "\n\nPer-class sample accuracy (a classifier on real clips applied to the generated ones):\n\n"
+            body += markdown_table(["class", "accuracy"], sorted(per_class.items()))
+        self.add("Metrics", body)
+
+    def curves(self) -> None:
+        lines = []
+        for name, title in STAGES:
+            png = plot_curves(self.metrics[name], title, self.figures / f"curves_{name}.png")
+            lines.append(f"**{title}**\n\n" + (self.link(png, f"{name} curves") if png else f"{NOT_RUN} (no {name}/metrics.jsonl)"))
+        self.add("Training curves", "\n\n".join(lines))
+
+    def tokenizer_figures(self) -> None:
+        """Reconstruction grid and the words of one test clip, from the stage-2 export."""
+        export = self.demo / "stage2" / "export"
+        if not (export / "model.safetensors").is_file():
+            self.add("Reconstructions", f"{NOT_RUN} (no {export})")
+            self.add("Words of a test clip", f"{NOT_RUN} (no {export})")
+            return
+        try:
+            grid, words, names = reconstruct(export, self.figures / "reconstructions.png", self.num_clips, self.num_frames)
+        except Exception as err:  # noqa: BLE001  the report still lists every other result
+            logger.exception("reconstruction grid failed")
+            self.add("Reconstructions", f"{NOT_RUN}: {type(err).__name__}: {err}")
+            self.add("Words of a test clip", f"{NOT_RUN}: {type(err).__name__}: {err}")
+            return
+        self.add("Reconstructions", "Test clips through the stage-2 tokenizer: input / output / |difference| (x3), "
+                 "evenly spaced frames.\n\n" + self.link(grid, "reconstructions"))
+        rows = [(segment, ", ".join(f"{w} ({n})" for w, n in counts)) for segment, counts in top_words(words).items()]
+        self.add("Words of a test clip", f"`{names[0]}` read through `indices_to_words` (most frequent words per "
+                 "index segment: spatial = adjective + noun, temporal = adverb + verb):\n\n"
+                 + markdown_table(["segment", "words (count)"], rows))
+
+    def samples(self) -> None:
+        classes = class_names(self.demo)
+        groups = group_samples(self.demo / "samples", classes)
+        if not groups:
+            self.add("Generated samples", f"{NOT_RUN} (no videos under {self.demo / 'samples'})")
+            return
+        rows = []
+        for name, paths in sorted(groups.items()):
+            frames = read_video_frames(paths[0])
+            rows.append((name, [frames[t] for t in frame_picks(len(frames), self.num_frames)]))
+        png = image_grid(rows, self.figures / "samples.png")
+        self.add("Generated samples", f"One generated clip per class ({sum(map(len, groups.values()))} sampled in all), "
+                 "evenly spaced frames.\n\n" + self.link(png, "generated samples"))
+
+    def probe(self) -> None:
+        data = read_json(self.demo / "probe" / "probe.json")
+        rows = [(label, *(probe_cell(data, label, tokens) for tokens in PROBE_TOKENS)) for label in PROBE_LABELS]
+        self.add("Probe: does the decoupling hold?", "Recognition accuracy from one kind of token alone "
+                 "(appearance = shape + colour, motion = direction + speed):\n\n"
+                 + markdown_table(["labels", "spatial tokens", "temporal tokens"], rows))
+
+    def ablations(self) -> None:
+        rows = []
+        for title, root in VARIANTS:
+            base = self.demo / root if root else self.demo
+            recon, probe = read_json(base / "eval" / "report.json"), read_json(base / "probe" / "probe.json")
+            usage = codebook_stats(recon, "usage")
+            rows.append((title, lookup(recon, "psnr"), lookup(recon, "rfvd", "fvd"),
+                         sum(usage.values()) / len(usage) if usage else None,
+                         *(probe_cell(probe, label, tokens) for label in PROBE_LABELS for tokens in PROBE_TOKENS)))
+        header = ["variant", "PSNR", "rFVD", "usage (mean)"] + [f"{l} / {t}" for l in PROBE_LABELS for t in PROBE_TOKENS]
+        self.add("Ablations (same budget)", markdown_table(header, rows))
+
+    def timings(self) -> None:
+        data = read_json(self.demo / "timings.json")
+        steps = (data or {}).get("steps", [])
+        if not steps:
+            self.add("Timings", f"{NOT_RUN} (no timings.json: run `bash run_demo.sh`)")
+            return
+        rows = [(s.get("name"), s.get("seconds"), s.get("status")) for s in steps]
+        rows.append(("**total**", data.get("total_seconds"), ""))
+        note = f"\n\nMachine load when the run ended: {data['load']}" if data.get("load") else ""
+        self.add("Timings", markdown_table(["step", "seconds", "status"], rows) + note)
+
+    def write(self) -> Path:
+        head = (f"# SweetTok demo report\n\nGenerated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} from "
+                f"`{self.demo}` by `scripts/make_report.py`. Cells that say *{NOT_RUN}* had no result file.\n")
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.out.write_text("\n".join([head, *self.parts]))
+        return self.out
+
+
+# ---------------------------------------------------------------------------- result readers
+
+
+def codebook_stats(recon: Optional[dict[str, Any]], kind: str = "") -> dict[str, float]:
+    """{"<sub-codebook> usage|perplexity": value} from whatever nesting the eval report uses."""
+    from sweettok.eval.report import flatten
+
+    out = {}
+    for key, value in flatten(recon or {}).items():
+        words = key.lower().replace("codebook_", "").replace("codebook/", "").split("/")
+        leaf = words[-1]
+        if isinstance(value, (int, float)) and any(k in leaf for k in ("usage", "perplexity")) and kind in leaf:
+            out[" ".join(w for w in words if w not in ("codebook", "codebooks"))] = float(value)
+    return out
+
+
+def class_accuracies(acc: Optional[dict[str, Any]]) -> dict[str, float]:
+    """{class: accuracy} from a class-accuracy JSON (a ``per_class`` mapping, or top-level numbers)."""
+    if not acc:
+        return {}
+    table = acc.get("per_class", acc)
+    return {k: float(v) for k, v in table.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+            and k not in ("mean", "accuracy", "mean_accuracy", "num_samples", "seconds")}
+
+
+def mean_accuracy(acc: Optional[dict[str, Any]]) -> Optional[float]:
+    """The JSON's own mean, else the mean of its per-class numbers."""
+    value = lookup(acc, "mean_accuracy", "mean", "accuracy")
+    if isinstance(value, (int, float)):
+        return float(value)
+    per_class = class_accuracies(acc)
+    return sum(per_class.values()) / len(per_class) if per_class else None
+
+
+def probe_cell(probe: Optional[dict[str, Any]], label: str, tokens: str) -> Any:
+    """The accuracies of ``label`` predicted from ``tokens``: one number, or "linear 0.9 / few-shot 0.7"."""
+    from sweettok.eval.report import flatten
+
+    hits = {k: v for k, v in flatten(probe or {}).items()
+            if label in k.lower() and tokens in k.lower() and isinstance(v, (int, float))}
+    if not hits:
+        return None
+    if len(hits) == 1:
+        return next(iter(hits.values()))
+    strip = lambda k: "/".join(p for p in k.split("/") if label not in p.lower() and tokens not in p.lower())  # noqa: E731
+    return " / ".join(f"{strip(k) or k} {fmt(v)}" for k, v in sorted(hits.items()))
+
+
+def class_names(demo: Path) -> list[str]:
+    """Class names of the demo set (from the stage-2 export's config), or [] if unknown."""
+    from sweettok.config import load_config
+
+    for name in ("stage2", "stage1", "proxy"):
+        path = demo / name / "config.yaml"
+        if path.is_file():
+            classes = Path(load_config(path).dataset.root) / "classes.txt"
+            if classes.is_file():
+                return [line.split()[-1] for line in classes.read_text().splitlines() if line.strip()]
+    return []
+
+
+def reconstruct(export: Path, out_png: Path, num_clips: int, num_frames: int):
+    """Reconstruct ``num_clips`` test clips with the export -> (grid PNG, words of the first clip, clip names)."""
+    import torch
+
+    from sweettok.config import load_config, to_dataclass
+    from sweettok.data.video_dataset import VideoDataset
+    from sweettok.models.tokenizer import SweetTok
+
+    model = SweetTok.from_pretrained(export)
+    dataset = VideoDataset(to_dataclass(load_config(export / "config.yaml").dataset), split="eval", max_clips=num_clips)
+    items = [dataset[i] for i in range(len(dataset))]
+    video = torch.stack([item["video"] for item in items])  # (B, C, T, H, W) in [-0.5, 0.5]
+    with torch.no_grad():
+        out = model.encode(video)
+        recon = model.decode_pixels(out.latents).clamp(-0.5, 0.5)
+    inputs = [to_uint8(v) for v in video]
+    outputs = [to_uint8(v) for v in recon]
+    names = [Path(str(item["key"])).stem for item in items]
+    picks = frame_picks(inputs[0].shape[0], num_frames)
+    grid = image_grid(reconstruction_rows(inputs, outputs, names, picks), out_png, [f"frame {t}" for t in picks])
+    return grid, model.indices_to_words(out.indices[0]), names
+
+
+def main() -> None:
+    args = parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    demo = Path(args.demo_dir)
+    report = Report(demo, Path(args.out or demo / "report.md"), args.num_clips, args.num_frames)
+    for section in (report.metrics_table, report.curves, report.tokenizer_figures, report.samples,
+                    report.probe, report.ablations, report.timings):
+        try:
+            section()
+        except Exception as err:  # noqa: BLE001  one broken result file must not cost the whole report
+            logger.exception("section %s failed", section.__name__)
+            report.add(section.__name__.replace("_", " "), f"{NOT_RUN}: {type(err).__name__}: {err}")
+    print(f"report -> {report.write()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,242 @@
+"""Reading a demo run's results and drawing its figures (the logic behind ``scripts/make_report.py``).
+
+Everything here tolerates missing inputs: a reader returns ``None`` (or an empty mapping) when its
+file is absent, so the report can say "not run" instead of crashing. Figures use matplotlib's Agg
+backend (no display needed).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterable, Optional, Sequence
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+NOT_RUN = "not run"
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+def read_json(path: str | os.PathLike) -> Optional[dict[str, Any]]:
+    """A JSON object from ``path``, or None when the file is missing or unreadable (logged)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        logger.warning("cannot read %s: %s", path, err)
+        return None
+    return data if isinstance(data, dict) else {"value": data}
+
+
+def read_metrics(path: str | os.PathLike) -> dict[str, list[tuple[int, float]]]:
+    """``metrics.jsonl`` -> {key: [(step, value), ...] sorted by step}; a repeated step keeps its last value."""
+    path = Path(path)
+    series: dict[str, dict[int, float]] = {}
+    if not path.is_file():
+        return {}
+    for line_no, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            step = int(row["step"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            logger.warning("%s:%d: not a metrics row, skipped", path, line_no)  # e.g. a line cut by a crash
+            continue
+        for key, value in row.items():
+            if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
+                series.setdefault(key, {})[step] = float(value)  # later lines (after a resume) win
+    return {key: sorted(points.items()) for key, points in series.items()}
+
+
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts -> {"a/b/c": leaf}."""
+    if not isinstance(data, dict):
+        return {prefix: data}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        out.update(flatten(value, f"{prefix}/{key}" if prefix else str(key)))
+    return out
+
+
+def lookup(data: Optional[dict[str, Any]], *names: str) -> Any:
+    """First leaf of ``data`` whose flattened key equals, or ends with ``/`` + , one of ``names`` (case-insensitive)."""
+    if not data:
+        return None
+    flat = {key.lower(): value for key, value in flatten(data).items()}
+    for name in names:
+        name = name.lower()
+        if name in flat:
+            return flat[name]
+        for key, value in flat.items():
+            if key.endswith("/" + name):
+                return value
+    return None
+
+
+def last_value(series: dict[str, list[tuple[int, float]]], *keys: str) -> Optional[float]:
+    """The value at the last step of the first of ``keys`` present in ``series``."""
+    for key in keys:
+        if series.get(key):
+            return series[key][-1][1]
+    return None
+
+
+# ---------------------------------------------------------------------------- formatting
+
+
+def fmt(value: Any, digits: int = 3) -> str:
+    """A table cell: numbers to ``digits`` significant decimals, None -> "not run"."""
+    if value is None:
+        return NOT_RUN
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        return f"{value:.{digits}f}" if abs(value) < 1e4 else f"{value:.0f}"
+    return str(value)
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A GitHub-flavoured markdown table; cells go through ``fmt``."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        lines.append("| " + " | ".join(fmt(cell) for cell in row) + " |")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- figures
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_curves(series: dict[str, list[tuple[int, float]]], title: str, out_png: str | os.PathLike) -> Optional[Path]:
+    """Loss curves (``train/*loss*``) and validation metrics (``val/*``) of one run -> a PNG; None if no data."""
+    losses = {k: v for k, v in series.items() if k.startswith("train/") and "loss" in k
+              and any(abs(y) > 0 for _, y in v)}
+    vals = {k: v for k, v in series.items() if k.startswith("val/")}
+    if not losses and not vals:
+        return None
+    plt = _pyplot()
+    panels = [p for p in (("loss", losses), ("validation", vals)) if p[1]]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 3.6), squeeze=False)
+    for ax, (kind, curves) in zip(axes[0], panels):
+        for key, points in sorted(curves.items()):
+            steps, values = zip(*points)
+            ax.plot(steps, values, marker="." if len(points) < 20 else None, label=key.split("/", 1)[1])
+        if kind == "loss" and all(y > 0 for pts in curves.values() for _, y in pts):
+            ax.set_yscale("log")  # losses span decades (CE vs. commitment terms)
+        ax.set_xlabel("step")
+        ax.set_title(f"{title}: {kind}")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=90)
+    plt.close(fig)
+    return out_png
+
+
+def to_uint8(video: Any) -> np.ndarray:
+    """(C, T, H, W) tensor in [-0.5, 0.5] -> (T, H, W, C) uint8."""
+    array = video.detach().float().cpu().numpy() if hasattr(video, "detach") else np.asarray(video, dtype=np.float32)
+    array = np.clip((array + 0.5) * 255.0, 0, 255).round().astype(np.uint8)
+    return np.transpose(array, (1, 2, 3, 0))
+
+
+def frame_picks(num_frames: int, count: int) -> list[int]:
+    """``count`` evenly spaced frame indices of a clip with ``num_frames`` frames."""
+    count = max(1, min(count, num_frames))
+    return sorted({round(i * (num_frames - 1) / max(1, count - 1)) for i in range(count)})
+
+
+def image_grid(rows: Sequence[tuple[str, Sequence[np.ndarray]]], out_png: str | os.PathLike,
+               column_titles: Optional[Sequence[str]] = None) -> Path:
+    """Labelled rows of (H, W, 3) uint8 frames -> one PNG."""
+    plt = _pyplot()
+    ncols = max(len(frames) for _, frames in rows)
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(1.3 * ncols + 1.2, 1.35 * len(rows)), squeeze=False)
+    for r, (label, frames) in enumerate(rows):
+        for c in range(ncols):
+            ax = axes[r][c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c < len(frames):
+                ax.imshow(frames[c], interpolation="nearest")
+            else:
+                ax.axis("off")
+            if c == 0:
+                ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+            if r == 0 and column_titles and c < len(column_titles):
+                ax.set_title(column_titles[c], fontsize=8)
+    fig.tight_layout(pad=0.3)
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=90)
+    plt.close(fig)
+    return out_png
+
+
+def reconstruction_rows(inputs: np.ndarray, outputs: np.ndarray, names: Sequence[str],
+                        picks: Sequence[int]) -> list[tuple[str, list[np.ndarray]]]:
+    """(B, T, H, W, 3) uint8 inputs/outputs -> input / output / |difference| rows per clip."""
+    rows = []
+    for name, x, y in zip(names, inputs, outputs):
+        diff = np.abs(x.astype(np.int16) - y.astype(np.int16))
+        diff = np.clip(diff * 3, 0, 255).astype(np.uint8)  # x3: small errors stay visible
+        rows += [(f"{name}\ninput", [x[t] for t in picks]), ("output", [y[t] for t in picks]),
+                 ("|diff| x3", [diff[t] for t in picks])]
+    return rows
+
+
+# ---------------------------------------------------------------------------- samples and words
+
+
+def group_samples(folder: str | os.PathLike, classes: Sequence[str] = ()) -> dict[str, list[Path]]:
+    """Sampled videos under ``folder`` grouped by class: the sub-folder name, else the class name in the file name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return {}
+    groups: dict[str, list[Path]] = {}
+    for path in sorted(folder.rglob("*")):
+        if path.suffix.lower() not in (".mp4", ".avi", ".mkv", ".webm", ".gif") or not path.is_file():
+            continue
+        name = path.parent.name if path.parent != folder else ""
+        if not name or name.isdigit() or name not in classes and classes:
+            name = next((c for c in sorted(classes, key=len, reverse=True) if c in path.stem), "") or name
+        groups.setdefault(name or path.stem.rsplit("_", 1)[0], []).append(path)
+    return groups
+
+
+def read_video_frames(path: str | os.PathLike) -> np.ndarray:
+    """All frames of a small video file -> (T, H, W, 3) uint8."""
+    from sweettok.data.video_reader import open_video
+
+    with open_video(path) as reader:
+        return reader.get_frames(list(range(reader.num_frames)))
+
+
+def top_words(words: dict[str, list[str]], count: int = 5) -> dict[str, list[tuple[str, int]]]:
+    """{segment: words} (``SweetTok.indices_to_words`` of one clip) -> {segment: most frequent (word, count)}."""
+    return {segment: Counter(items).most_common(count) for segment, items in words.items()}
