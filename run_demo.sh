@@ -14,32 +14,9 @@ set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/launch_common.sh
 
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
-
-FORCE=0; SKIP_ABLATIONS=0; ONLY=""
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --force) FORCE=1 ;;
-    --skip-ablations) SKIP_ABLATIONS=1 ;;
-    --only) ONLY="${2:?--only needs a step name}"; shift ;;
-    --only=*) ONLY="${1#--only=}" ;;
-    -h|--help) usage; exit 0 ;;
-    *) echo "run_demo.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
-  esac
-  shift
-done
-
 DEMO=outputs/demo
-STEPS=(data priors proxy stage1 stage2 eval dump generator sample eval_gen probe
-       ablation_vq_stage1 ablation_vq_stage2 ablation_vq_eval ablation_vq_probe
-       ablation_joint_stage1 ablation_joint_stage2 ablation_joint_eval ablation_joint_probe report)
-if [ -n "$ONLY" ] && ! printf '%s\n' "${STEPS[@]}" | grep -qE "^${ONLY}(_|$)"; then
-  echo "run_demo.sh: unknown step '$ONLY'; steps: ${STEPS[*]}" >&2; exit 2
-fi
-# The demo is a CPU recipe: the launchers would pick the full-size configs on a GPU machine.
-export NUM_GPUS=0
-export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"  # the demo models are tiny: one thread per process is fastest
-mkdir -p "$DEMO"
+
+usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
 
 # record STEP SECONDS STATUS: merge one step's time (and the load average) into timings.json.
 record() {
@@ -82,50 +59,87 @@ step() {
   echo "======== $name done in $((SECONDS - started)) s ========"
 }
 
-# ---------------------------------------------------------------- tokenizer
-step data   data/demo/train.txt data/demo \
-  "$PYTHON" scripts/make_demo_dataset.py --out data/demo
-step priors codebook_priors/demo/mlc_codebook_verb_adv.json codebook_priors/demo \
-  "$PYTHON" scripts/build_codebook_priors.py --demo --out codebook_priors/demo
-step proxy  $DEMO/proxy/export/model.safetensors $DEMO/proxy \
-  env CONFIG=configs/demo/proxy_train.yaml bash run_train_proxy.sh
-step stage1 $DEMO/stage1/export/model.safetensors $DEMO/stage1 \
-  env CONFIG=configs/demo/stage1.yaml bash run_train_stage1.sh
-step stage2 $DEMO/stage2/export/model.safetensors $DEMO/stage2 \
-  env CONFIG=configs/demo/stage2.yaml bash run_train_stage2.sh
-step eval   $DEMO/eval/report.json $DEMO/eval \
-  bash run_eval.sh --tokenizer $DEMO/stage2/export --out $DEMO/eval
+# The generation eval of run_eval_gen.sh on the samples of the sample step (which it would redraw):
+# gFVD against the train split, and the nearest-neighbour class accuracy of the samples.
+eval_generation() {
+  "$PYTHON" scripts/eval_generation.py --generated $DEMO/samples --real-config configs/demo/generator_train.yaml \
+    --real-split train --resolution 128 --output $DEMO/eval_gen/gfvd.json &&
+  "$PYTHON" scripts/eval_class_accuracy.py --samples $DEMO/samples --real-config configs/demo/generator_train.yaml \
+    --output $DEMO/eval_gen/class_accuracy.json
+}
 
-# ---------------------------------------------------------------- generator
-step dump      $DEMO/indices/train/index.json $DEMO/indices \
-  "$PYTHON" scripts/dump_indices.py --config configs/demo/generator_train.yaml
-step generator $DEMO/generator/export/model.safetensors $DEMO/generator \
-  env CONFIG=configs/demo/generator_train.yaml bash run_train_generator.sh
-step sample    $DEMO/samples $DEMO/samples \
-  "$PYTHON" scripts/sample.py --generator $DEMO/generator/export --out $DEMO/samples
-step eval_gen  $DEMO/eval_gen/gfvd.json $DEMO/eval_gen \
-  bash run_eval_gen.sh --samples $DEMO/samples --out $DEMO/eval_gen
-step probe     $DEMO/probe/probe.json $DEMO/probe \
-  "$PYTHON" scripts/eval_probe.py --tokenizer $DEMO/stage2/export --out $DEMO/probe
-
-# ---------------------------------------------------------------- ablations (same budget as the main run)
-if [ "$SKIP_ABLATIONS" = 0 ]; then
-  for variant in vq joint; do
-    root=$DEMO/ablation_$variant
-    step ablation_${variant}_stage1 $root/stage1/export/model.safetensors $root/stage1 \
-      env CONFIG=configs/demo/ablation_$variant/stage1.yaml bash run_train_stage1.sh
-    step ablation_${variant}_stage2 $root/stage2/export/model.safetensors $root/stage2 \
-      env CONFIG=configs/demo/ablation_$variant/stage2.yaml bash run_train_stage2.sh
-    step ablation_${variant}_eval   $root/eval/report.json $root/eval \
-      bash run_eval.sh --tokenizer $root/stage2/export --out $root/eval
-    step ablation_${variant}_probe  $root/probe/probe.json $root/probe \
-      "$PYTHON" scripts/eval_probe.py --tokenizer $root/stage2/export --out $root/probe
+# The whole script is one function, read before it runs: editing this file mid-run cannot derail it.
+main() {
+  FORCE=0; SKIP_ABLATIONS=0; ONLY=""
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --force) FORCE=1 ;;
+      --skip-ablations) SKIP_ABLATIONS=1 ;;
+      --only) ONLY="${2:?--only needs a step name}"; shift ;;
+      --only=*) ONLY="${1#--only=}" ;;
+      -h|--help) usage; exit 0 ;;
+      *) echo "run_demo.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
+    esac
+    shift
   done
-fi
 
-# ---------------------------------------------------------------- report (always rewritten: cheap)
-if [ -z "$ONLY" ] || [ "$ONLY" = report ]; then
-  echo; echo "======== [$(date -u +%H:%M:%S)] report ========"
-  "$PYTHON" scripts/make_report.py --demo-dir $DEMO --out $DEMO/report.md
-fi
-echo "run_demo.sh: done in $SECONDS s (steps of earlier runs: see $DEMO/timings.json); report: $DEMO/report.md"
+  STEPS=(data priors proxy stage1 stage2 eval dump generator sample eval_gen probe
+         ablation_vq_stage1 ablation_vq_stage2 ablation_vq_eval ablation_vq_probe
+         ablation_joint_stage1 ablation_joint_stage2 ablation_joint_eval ablation_joint_probe report)
+  if [ -n "$ONLY" ] && ! printf '%s\n' "${STEPS[@]}" | grep -qE "^${ONLY}(_|$)"; then
+    echo "run_demo.sh: unknown step '$ONLY'; steps: ${STEPS[*]}" >&2; exit 2
+  fi
+  # The demo is a CPU recipe: the launchers would pick the full-size configs on a GPU machine.
+  export NUM_GPUS=0
+  export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"  # the demo models are tiny: one thread per process is fastest
+  mkdir -p "$DEMO"
+
+  # ---------------------------------------------------------------- tokenizer
+  step data   data/demo/train.txt data/demo \
+    "$PYTHON" scripts/make_demo_dataset.py --out data/demo
+  step priors codebook_priors/demo/mlc_codebook_verb_adv.json codebook_priors/demo \
+    "$PYTHON" scripts/build_codebook_priors.py --demo --out codebook_priors/demo
+  step proxy  $DEMO/proxy/export/model.safetensors $DEMO/proxy \
+    env CONFIG=configs/demo/proxy_train.yaml bash run_train_proxy.sh
+  step stage1 $DEMO/stage1/export/model.safetensors $DEMO/stage1 \
+    env CONFIG=configs/demo/stage1.yaml bash run_train_stage1.sh
+  step stage2 $DEMO/stage2/export/model.safetensors $DEMO/stage2 \
+    env CONFIG=configs/demo/stage2.yaml bash run_train_stage2.sh
+  step eval   $DEMO/eval/report.json $DEMO/eval \
+    bash run_eval.sh --tokenizer $DEMO/stage2/export --out $DEMO/eval
+
+  # ---------------------------------------------------------------- generator
+  step dump      $DEMO/indices/train/index.json $DEMO/indices \
+    "$PYTHON" scripts/dump_indices.py --config configs/demo/generator_train.yaml
+  step generator $DEMO/generator/export/model.safetensors $DEMO/generator \
+    env CONFIG=configs/demo/generator_train.yaml bash run_train_generator.sh
+  step sample    $DEMO/samples/samples.json $DEMO/samples \
+    "$PYTHON" scripts/sample.py --checkpoint $DEMO/generator/export --out $DEMO/samples --num-per-class 2
+  step eval_gen  $DEMO/eval_gen/class_accuracy.json $DEMO/eval_gen eval_generation
+  step probe     $DEMO/probe/probe.json $DEMO/probe \
+    "$PYTHON" scripts/eval_probe.py --tokenizer $DEMO/stage2/export --out $DEMO/probe
+
+  # ---------------------------------------------------------------- ablations (same budget as the main run)
+  if [ "$SKIP_ABLATIONS" = 0 ]; then
+    for variant in vq joint; do
+      local root=$DEMO/ablation_$variant
+      step ablation_${variant}_stage1 $root/stage1/export/model.safetensors $root/stage1 \
+        env CONFIG=configs/demo/ablation_$variant/stage1.yaml bash run_train_stage1.sh
+      step ablation_${variant}_stage2 $root/stage2/export/model.safetensors $root/stage2 \
+        env CONFIG=configs/demo/ablation_$variant/stage2.yaml bash run_train_stage2.sh
+      step ablation_${variant}_eval   $root/eval/report.json $root/eval \
+        bash run_eval.sh --tokenizer $root/stage2/export --out $root/eval
+      step ablation_${variant}_probe  $root/probe/probe.json $root/probe \
+        "$PYTHON" scripts/eval_probe.py --tokenizer $root/stage2/export --out $root/probe
+    done
+  fi
+
+  # ---------------------------------------------------------------- report (always rewritten: cheap)
+  if [ -z "$ONLY" ] || [ "$ONLY" = report ]; then
+    echo; echo "======== [$(date -u +%H:%M:%S)] report ========"
+    "$PYTHON" scripts/make_report.py --demo-dir $DEMO --out $DEMO/report.md
+  fi
+  echo "run_demo.sh: done in $SECONDS s (steps of earlier runs: see $DEMO/timings.json); report: $DEMO/report.md"
+}
+
+main "$@"; exit $?

@@ -74,13 +74,22 @@ class Report:
         rows += [(f"codebook {key}", value, "eval/report.json") for key, value in codebook_stats(recon).items()]
         if not codebook_stats(recon):
             rows.append(("codebook usage", None, "eval/report.json"))
-        rows += [("gFVD", lookup(gen, "gfvd", "fvd"), "eval_gen/gfvd.json"),
-                 ("sample accuracy (mean over classes)", mean_accuracy(acc), "eval_gen/class_accuracy.json")]
+        rows.append(("gFVD", lookup(gen, "gfvd", "fvd"), "eval_gen/gfvd.json"))
+        blocks = accuracy_blocks(acc)
+        for feature, block in blocks.items():
+            what = "real held-out clips (ceiling)" if feature.endswith("_real_eval") else "samples"
+            rows.append((f"class accuracy of {what}, {feature.replace('_real_eval', '') or 'k-NN'} features",
+                         block.get("accuracy"), "eval_gen/class_accuracy.json"))
+        if not blocks:
+            rows.append(("per-class sample accuracy", None, "eval_gen/class_accuracy.json"))
         body = markdown_table(["metric", "value", "from"], rows)
-        per_class = class_accuracies(acc)
-        if per_class:
-            body += "\n\nPer-class sample accuracy (a classifier on real clips applied to the generated ones):\n\n"
-            body += markdown_table(["class", "accuracy"], sorted(per_class.items()))
+        sample_blocks = {k: b for k, b in blocks.items() if not k.endswith("_real_eval") and b.get("per_class")}
+        if sample_blocks:
+            classes = sorted({c for b in sample_blocks.values() for c in b["per_class"]})
+            body += ("\n\nPer-class sample accuracy: how often a nearest-neighbour classifier on the real train "
+                     "clips gives a generated clip its class, per feature kind:\n\n")
+            body += markdown_table(["class", *sample_blocks],
+                                   [(c, *(b["per_class"].get(c) for b in sample_blocks.values())) for c in classes])
         self.add("Metrics", body)
 
     def curves(self) -> None:
@@ -179,22 +188,13 @@ def codebook_stats(recon: Optional[dict[str, Any]], kind: str = "") -> dict[str,
     return out
 
 
-def class_accuracies(acc: Optional[dict[str, Any]]) -> dict[str, float]:
-    """{class: accuracy} from a class-accuracy JSON (a ``per_class`` mapping, or top-level numbers)."""
+def accuracy_blocks(acc: Optional[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """{feature kind: {"accuracy", "per_class"}} of scripts/eval_class_accuracy.py's JSON (or one flat block)."""
     if not acc:
         return {}
-    table = acc.get("per_class", acc)
-    return {k: float(v) for k, v in table.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
-            and k not in ("mean", "accuracy", "mean_accuracy", "num_samples", "seconds")}
-
-
-def mean_accuracy(acc: Optional[dict[str, Any]]) -> Optional[float]:
-    """The JSON's own mean, else the mean of its per-class numbers."""
-    value = lookup(acc, "mean_accuracy", "mean", "accuracy")
-    if isinstance(value, (int, float)):
-        return float(value)
-    per_class = class_accuracies(acc)
-    return sum(per_class.values()) / len(per_class) if per_class else None
+    if "accuracy" in acc or "per_class" in acc:
+        return {"": acc}
+    return {k: v for k, v in acc.items() if isinstance(v, dict) and "accuracy" in v}
 
 
 def probe_cell(probe: Optional[dict[str, Any]], label: str, tokens: str) -> Any:

@@ -51,8 +51,10 @@ def demo(tmp_path: Path) -> Path:
                                                "codebook": {"spatial_first": {"usage": 0.5, "perplexity": 3.0},
                                                             "temporal_second": {"usage": 0.25, "perplexity": 2.0}}})
     write_json(root / "eval_gen" / "gfvd.json", {"fvd": 456.75, "num_generated": 24})
-    write_json(root / "eval_gen" / "class_accuracy.json", {"per_class": {"CircleRise": 0.5, "SquareFall": 1.0},
-                                                           "mean": 0.75})
+    write_json(root / "eval_gen" / "class_accuracy.json", {  # the layout of scripts/eval_class_accuracy.py
+        "num_samples": 4, "k": 1,
+        "i3d": {"accuracy": 0.75, "per_class": {"CircleRise": 0.5, "SquareFall": 1.0}, "predictions": [0, 1, 1, 1]},
+        "i3d_real_eval": {"accuracy": 0.9375, "per_class": {"CircleRise": 1.0}, "predictions": [0]}})
     write_json(root / "probe" / "probe.json", {"appearance": {"spatial": 0.875, "temporal": 0.375},
                                                "motion": {"spatial": 0.25, "temporal": 0.625}})
     write_json(root / "ablation_vq" / "eval" / "report.json", {"psnr": 22.5, "rfvd": 400.0})
@@ -71,7 +73,7 @@ def test_report_has_every_section_numbers_and_valid_pngs(demo: Path) -> None:
         assert section in text, section
     for number in ("24.125", "0.812", "321.500", "456.750", "0.750", "18.250", "0.875", "0.625", "22.500", "160"):
         assert number in text, number
-    assert "| CircleRise | 0.500 |" in text
+    assert "| CircleRise | 0.500 |" in text and "0.938" in text
     assert "| LPIPS | not run |" in text
     assert "joint queries | not run" in text
     links = [line.split("](", 1)[1].rstrip(")") for line in text.splitlines() if line.startswith("![")]
@@ -86,6 +88,7 @@ def test_report_of_an_empty_folder_says_not_run(tmp_path: Path) -> None:
     for section in SECTIONS:
         assert section in text, section
     assert "| PSNR (dB) | not run |" in text and "| gFVD | not run |" in text
+    assert "| per-class sample accuracy | not run |" in text
     assert "![" not in text
 
 
