@@ -106,7 +106,7 @@ main() {
   step stage2 $DEMO/stage2/export/model.safetensors $DEMO/stage2 \
     env CONFIG=configs/demo/stage2.yaml bash run_train_stage2.sh
   step eval   $DEMO/eval/report.json $DEMO/eval \
-    bash run_eval.sh --tokenizer $DEMO/stage2/export --out $DEMO/eval
+    bash run_eval.sh --checkpoint $DEMO/stage2/export --out $DEMO/eval
 
   # ---------------------------------------------------------------- generator
   step dump      $DEMO/indices/train/index.json $DEMO/indices \
@@ -117,7 +117,7 @@ main() {
     "$PYTHON" scripts/sample.py --checkpoint $DEMO/generator/export --out $DEMO/samples --num-per-class 2
   step eval_gen  $DEMO/eval_gen/class_accuracy.json $DEMO/eval_gen eval_generation
   step probe     $DEMO/probe/probe.json $DEMO/probe \
-    "$PYTHON" scripts/eval_probe.py --tokenizer $DEMO/stage2/export --out $DEMO/probe
+    "$PYTHON" scripts/eval_probe.py --checkpoint $DEMO/stage2/export --out $DEMO/probe/probe.json
 
   # ---------------------------------------------------------------- ablations (same budget as the main run)
   if [ "$SKIP_ABLATIONS" = 0 ]; then
@@ -128,9 +128,9 @@ main() {
       step ablation_${variant}_stage2 $root/stage2/export/model.safetensors $root/stage2 \
         env CONFIG=configs/demo/ablation_$variant/stage2.yaml bash run_train_stage2.sh
       step ablation_${variant}_eval   $root/eval/report.json $root/eval \
-        bash run_eval.sh --tokenizer $root/stage2/export --out $root/eval
+        bash run_eval.sh --checkpoint $root/stage2/export --out $root/eval
       step ablation_${variant}_probe  $root/probe/probe.json $root/probe \
-        "$PYTHON" scripts/eval_probe.py --tokenizer $root/stage2/export --out $root/probe
+        "$PYTHON" scripts/eval_probe.py --checkpoint $root/stage2/export --out $root/probe/probe.json
     done
   fi
 

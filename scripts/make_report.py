@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from sweettok.eval.report import (
-    NOT_RUN, fmt, frame_picks, group_samples, image_grid, last_value, lookup, markdown_table, plot_curves,
+    NOT_RUN, frame_picks, group_samples, image_grid, last_value, lookup, markdown_table, plot_curves,
     read_json, read_metrics, read_video_frames, reconstruction_rows, to_uint8, top_words,
 )
 
@@ -34,6 +34,7 @@ STAGES = [("proxy", "proxy tokenizer (stage 0)"), ("stage1", "stage 1 (proxy cod
           ("stage2", "stage 2 (pixels + GAN)"), ("generator", "generator (stage 3)")]
 VARIANTS = [("main (MLC, decoupled queries)", ""), ("plain VQ", "ablation_vq"), ("joint queries", "ablation_joint")]
 PROBE_LABELS, PROBE_TOKENS = ("appearance", "motion"), ("spatial", "temporal")
+PROBE_HEADLINE = ("mean", "linear")  # (feature kind, read-out) of the 2x2 and ablation tables
 
 
 def parse_args() -> argparse.Namespace:
@@ -137,9 +138,16 @@ class Report:
     def probe(self) -> None:
         data = read_json(self.demo / "probe" / "probe.json")
         rows = [(label, *(probe_cell(data, label, tokens) for tokens in PROBE_TOKENS)) for label in PROBE_LABELS]
-        self.add("Probe: does the decoupling hold?", "Recognition accuracy from one kind of token alone "
-                 "(appearance = shape + colour, motion = direction + speed):\n\n"
-                 + markdown_table(["labels", "spatial tokens", "temporal tokens"], rows))
+        body = (f"Recognition accuracy on the test clips from one kind of token alone ({PROBE_HEADLINE[1]} read-out "
+                f"on the `{PROBE_HEADLINE[0]}` features; appearance = shape + colour, motion = direction + speed, "
+                "mean over the two attributes):\n\n"
+                + markdown_table(["labels", "spatial tokens", "temporal tokens", "chance"],
+                                 [(*row, probe_cell(data, row[0], "chance")) for row in rows]))
+        if data and "table" in data and "results" in data:
+            from sweettok.eval.probe import format_probe_markdown
+
+            body += "\n\nEvery feature kind and read-out (`scripts/eval_probe.py`):\n\n" + format_probe_markdown(data)
+        self.add("Probe: does the decoupling hold?", body)
 
     def ablations(self) -> None:
         rows = []
@@ -197,18 +205,14 @@ def accuracy_blocks(acc: Optional[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {k: v for k, v in acc.items() if isinstance(v, dict) and "accuracy" in v}
 
 
-def probe_cell(probe: Optional[dict[str, Any]], label: str, tokens: str) -> Any:
-    """The accuracies of ``label`` predicted from ``tokens``: one number, or "linear 0.9 / few-shot 0.7"."""
-    from sweettok.eval.report import flatten
-
-    hits = {k: v for k, v in flatten(probe or {}).items()
-            if label in k.lower() and tokens in k.lower() and isinstance(v, (int, float))}
-    if not hits:
-        return None
-    if len(hits) == 1:
-        return next(iter(hits.values()))
-    strip = lambda k: "/".join(p for p in k.split("/") if label not in p.lower() and tokens not in p.lower())  # noqa: E731
-    return " / ".join(f"{strip(k) or k} {fmt(v)}" for k, v in sorted(hits.items()))
+def probe_cell(probe: Optional[dict[str, Any]], label: str, tokens: str) -> Optional[float]:
+    """Headline accuracy of ``label`` (appearance | motion) from ``tokens`` (spatial | temporal | chance)."""
+    kind, readout = PROBE_HEADLINE
+    try:
+        return float(probe["table"][kind][readout][label][tokens])  # scripts/eval_probe.py's layout
+    except (KeyError, TypeError, ValueError):
+        value = lookup(probe, f"{label}/{tokens}")  # a plain {label: {tokens: accuracy}} result
+        return float(value) if isinstance(value, (int, float)) else None
 
 
 def class_names(demo: Path) -> list[str]:

@@ -55,8 +55,9 @@ def demo(tmp_path: Path) -> Path:
         "num_samples": 4, "k": 1,
         "i3d": {"accuracy": 0.75, "per_class": {"CircleRise": 0.5, "SquareFall": 1.0}, "predictions": [0, 1, 1, 1]},
         "i3d_real_eval": {"accuracy": 0.9375, "per_class": {"CircleRise": 1.0}, "predictions": [0]}})
-    write_json(root / "probe" / "probe.json", {"appearance": {"spatial": 0.875, "temporal": 0.375},
-                                               "motion": {"spatial": 0.25, "temporal": 0.625}})
+    write_json(root / "probe" / "probe.json", {"table": {"mean": {"linear": {  # scripts/eval_probe.py's layout
+        "appearance": {"spatial": 0.875, "temporal": 0.375, "chance": 0.29},
+        "motion": {"spatial": 0.25, "temporal": 0.625, "chance": 0.375}}}}})
     write_json(root / "ablation_vq" / "eval" / "report.json", {"psnr": 22.5, "rfvd": 400.0})
     write_json(root / "timings.json", {"steps": [{"name": "proxy", "seconds": 61, "status": "ran"},
                                                  {"name": "stage1", "seconds": 99, "status": "ran"}],
