@@ -18,11 +18,20 @@ DEMO=outputs/demo
 
 usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
 
-# record STEP SECONDS STATUS: merge one step's time (and the load average) into timings.json.
+# CHILDREN_CPU := CPU seconds (user + sys) of every finished child so far, from bash's `times`
+# ("0m1.5s 0m0.2s"); `times` must run in this shell (a $(...) subshell starts from zero).
+children_cpu() {
+  times > "$DEMO/.times"
+  CHILDREN_CPU=$(tail -1 "$DEMO/.times" | awk '{ split($1, u, /[ms]/); split($2, s, /[ms]/); printf "%d", u[1] * 60 + u[2] + s[1] * 60 + s[2] }')
+}
+
+# record STEP SECONDS STATUS [CPU_SECONDS]: merge one step's times (and the load average) into timings.json.
+# The CPU time of a step is about its wall time on an idle machine (one thread per process), so
+# steps can be compared even when other work shares the cores.
 record() {
-  "$PYTHON" - "$DEMO/timings.json" "$@" "$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')" <<'PY'
+  "$PYTHON" - "$DEMO/timings.json" "$1" "$2" "$3" "${4:-0}" "$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')" <<'PY'
 import json, sys
-path, name, seconds, status, load = sys.argv[1:]
+path, name, seconds, status, cpu, load = sys.argv[1:]
 try:
     data = json.load(open(path))
 except (OSError, ValueError):
@@ -32,9 +41,11 @@ old = [s for s in data.get("steps", []) if s["name"] == name]
 if status == "skipped" and old:  # keep the time of the run that made the output
     steps.append(old[0])
 else:
-    steps.append({"name": name, "seconds": None if status == "skipped" else int(seconds), "status": status, "load": load})
+    steps.append({"name": name, "seconds": None if status == "skipped" else int(seconds),
+                  "cpu_seconds": None if status == "skipped" else int(cpu), "status": status, "load": load})
 data["steps"] = steps
-data["total_seconds"] = sum(s["seconds"] or 0 for s in steps if s["status"] != "skipped")
+data["total_seconds"] = sum(s["seconds"] or 0 for s in steps)
+data["total_cpu_seconds"] = sum(s.get("cpu_seconds") or 0 for s in steps)
 data["load"] = load
 json.dump(data, open(path, "w"), indent=1)
 PY
@@ -49,14 +60,17 @@ step() {
   fi
   [ "$FORCE" = 1 ] && [ -n "$clean" ] && rm -rf "$clean"
   echo; echo "======== [$(date -u +%H:%M:%S)] $name -> $output ========"
-  local started=$SECONDS
-  if ! "$@"; then
-    record "$name" "$((SECONDS - started))" failed
-    echo "run_demo.sh: step '$name' failed after $((SECONDS - started)) s (rerun continues from here)" >&2
+  local started=$SECONDS cpu_started status=0
+  children_cpu; cpu_started=$CHILDREN_CPU
+  "$@" || status=$?
+  children_cpu; local cpu=$((CHILDREN_CPU - cpu_started))
+  if [ "$status" != 0 ]; then
+    record "$name" "$((SECONDS - started))" failed "$cpu"
+    echo "run_demo.sh: step '$name' failed (exit $status) after $((SECONDS - started)) s; a rerun starts here" >&2
     exit 1
   fi
-  record "$name" "$((SECONDS - started))" ran
-  echo "======== $name done in $((SECONDS - started)) s ========"
+  record "$name" "$((SECONDS - started))" ran "$cpu"
+  echo "======== $name done in $((SECONDS - started)) s (CPU $cpu s; load $(cut -d' ' -f1-3 /proc/loadavg)) ========"
 }
 
 # The generation eval of run_eval_gen.sh on the samples of the sample step (which it would redraw):

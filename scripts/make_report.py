@@ -167,10 +167,13 @@ class Report:
         if not steps:
             self.add("Timings", f"{NOT_RUN} (no timings.json: run `bash run_demo.sh`)")
             return
-        rows = [(s.get("name"), s.get("seconds"), s.get("status")) for s in steps]
-        rows.append(("**total**", data.get("total_seconds"), ""))
-        note = f"\n\nMachine load when the run ended: {data['load']}" if data.get("load") else ""
-        self.add("Timings", markdown_table(["step", "seconds", "status"], rows) + note)
+        rows = [(s.get("name"), *(s.get(k, "-") if s.get(k) is not None else "-" for k in ("seconds", "cpu_seconds")),
+                 s.get("status"), s.get("load") or "-") for s in steps]
+        rows.append(("**total**", data.get("total_seconds"), data.get("total_cpu_seconds"), "", data.get("load")))
+        self.add("Timings", "Wall and CPU seconds per step (`run_demo.sh`); each process runs one thread, so the "
+                 "CPU time is about what a step takes on an otherwise idle machine, while the wall time grows with "
+                 "the load average (1/5/15 min) shown.\n\n"
+                 + markdown_table(["step", "wall s", "CPU s", "status", "load at end"], rows))
 
     def write(self) -> Path:
         head = (f"# SweetTok demo report\n\nGenerated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} from "

@@ -59,9 +59,9 @@ def demo(tmp_path: Path) -> Path:
         "appearance": {"spatial": 0.875, "temporal": 0.375, "chance": 0.29},
         "motion": {"spatial": 0.25, "temporal": 0.625, "chance": 0.375}}}}})
     write_json(root / "ablation_vq" / "eval" / "report.json", {"psnr": 22.5, "rfvd": 400.0})
-    write_json(root / "timings.json", {"steps": [{"name": "proxy", "seconds": 61, "status": "ran"},
-                                                 {"name": "stage1", "seconds": 99, "status": "ran"}],
-                                       "total_seconds": 160, "load": "1.0 1.0 1.0"})
+    write_json(root / "timings.json", {"steps": [{"name": "proxy", "seconds": 61, "cpu_seconds": 59, "status": "ran"},
+                                                 {"name": "stage1", "seconds": 99, "cpu_seconds": 90, "status": "ran"}],
+                                       "total_seconds": 160, "total_cpu_seconds": 149, "load": "1.0 1.0 1.0"})
     frames = np.random.default_rng(0).integers(0, 255, (6, 16, 16, 3), dtype=np.uint8)
     for name in ("CircleRise", "SquareFall"):
         write_video(root / "samples" / name / "sample_000.mp4", frames, fps=8)
@@ -72,7 +72,7 @@ def test_report_has_every_section_numbers_and_valid_pngs(demo: Path) -> None:
     text, out = make_report(demo)
     for section in SECTIONS:
         assert section in text, section
-    for number in ("24.125", "0.812", "321.500", "456.750", "0.750", "18.250", "0.875", "0.625", "22.500", "160"):
+    for number in ("24.125", "0.812", "321.500", "456.750", "0.750", "18.250", "0.875", "0.625", "22.500", "160", "149"):
         assert number in text, number
     assert "| CircleRise | 0.500 |" in text and "0.938" in text
     assert "| LPIPS | not run |" in text
