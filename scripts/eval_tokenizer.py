@@ -53,7 +53,8 @@ USER_ERRORS = (FileNotFoundError, ConfigError, DatasetError, CheckpointMismatchE
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", required=True, help="export folder or checkpoint-<step> folder")
+    parser.add_argument("--checkpoint", "--tokenizer", dest="checkpoint", required=True,
+                        help="export folder or checkpoint-<step> folder")
     parser.add_argument("--config", default="", help="YAML for data/eval settings (default: the checkpoint's)")
     parser.add_argument("--split", default="eval", choices=("eval", "train"),
                         help="which list; train clips get the eval transforms too (centre clip)")
@@ -163,9 +164,9 @@ def evaluate(args: argparse.Namespace, accelerator: Accelerator) -> Optional[dic
         if to_save > 0:  # the main process's first clips (the first clips of the list)
             videos += save_panels(out, video[:to_save], pixels[:to_save], batch["index"][:to_save], formats)
             to_save -= min(to_save, video.shape[0])
-    result = metrics.compute()
-    if not accelerator.is_main_process:
+    if not accelerator.is_main_process:  # every value was gathered per batch: the main process holds them all
         return None
+    result = metrics.compute()
     if result["num_unique_clips"] != num_listed or result["num_clips"] != num_listed:
         logger.warning("evaluated %d clips (%d distinct) of %d listed", result["num_clips"],
                        result["num_unique_clips"], num_listed)

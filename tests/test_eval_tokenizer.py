@@ -253,3 +253,21 @@ def test_real_i3d_run(assets, tmp_path, monkeypatch):
                        "--no-lpips"], monkeypatch, fake_i3d=False)
     assert isinstance(report["rfvd"], float) and report["rfvd"] > 0
     assert report["protocol"]["i3d_weights"] != "fake-i3d"
+
+
+def test_launcher_forwards_arguments(assets, tmp_path):
+    env = {**os.environ, "NUM_GPUS": "0", "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(["bash", str(ROOT / "run_eval.sh"), "--tokenizer", str(assets["stage2"]), "--out",
+                             str(tmp_path / "eval"), "--no-fvd", "--no-lpips", "--num-clips", "2",
+                             "--num-videos-saved", "0", "eval.batch_size=2"],
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert report["num_clips"] == 2 and report["batch_size_per_process"] == 2
+    assert report["checkpoint"] == str(assets["stage2"])
+
+
+def test_launcher_names_a_missing_checkpoint(tmp_path):
+    env = {**os.environ, "NUM_GPUS": "0", "CHECKPOINT": str(tmp_path / "nowhere")}
+    result = subprocess.run(["bash", str(ROOT / "run_eval.sh")], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "nowhere/model.safetensors is missing" in result.stderr
