@@ -14,6 +14,8 @@ else
   CONFIG="${CONFIG:-configs/demo/stage1.yaml}"
   echo "[sweettok] no GPU: stage 1 on the demo set ($CONFIG)"
   check_config config="$CONFIG" "$@"   # a mistyped key fails here, before any demo building
+  # the demo models are tiny: one intra-op thread is faster than two that wait on each other
+  export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
   ensure_demo_assets
   # the demo proxy comes from stage 0 (unless model.proxy.weights=... is given)
   if [ ! -f outputs/demo/proxy/export/model.safetensors ] && [[ " $* " != *" model.proxy.weights="* ]]; then

