@@ -140,6 +140,20 @@ def save_panels(out: Path, inputs: torch.Tensor, outputs: torch.Tensor, ids: tor
     return paths
 
 
+def protocol(cfg, args: argparse.Namespace) -> dict[str, Any]:
+    """What was measured and how: clip list, frames, resolutions, metric conventions, I3D weights."""
+    return {
+        "split": args.split, "list": cfg.dataset.eval_list, "num_frames": cfg.dataset.num_frames,
+        "resolution": cfg.dataset.resolution, "resize_mode": cfg.dataset.resize_mode,
+        "metric_range": "[0, 1] after +0.5 and clamp", "psnr_ssim": "per frame, mean over all frames",
+        "ssim_window": "Gaussian 11, sigma 1.5", "lpips_net": cfg.eval.lpips_net,
+        "fvd_resolution": cfg.eval.fvd_resolution, "fvd_resize_mode": cfg.eval.fvd_resize_mode,
+        "fvd_input": "uint8 (x * 255 rounded)", "fvd_features": "I3D Kinetics-400 logits, mean over time",
+        "i3d_weights": None if args.no_fvd else str(find_i3d_weights(cfg.eval.i3d_weights or None)),
+        "i3d_bn_eps": cfg.eval.i3d_bn_eps, "precision": "fp32",
+    }
+
+
 def evaluate(args: argparse.Namespace, accelerator: Accelerator) -> Optional[dict]:
     """Run the evaluation; the report on the main process (None elsewhere)."""
     started = time.time()
@@ -178,16 +192,7 @@ def evaluate(args: argparse.Namespace, accelerator: Accelerator) -> Optional[dic
         "psnr": result["psnr"], "psnr_exact_frames": result["psnr_exact_frames"], "ssim": result["ssim"],
         "lpips": result["lpips"] if lpips_model is not None else unavailable(lpips_note),
         "codebook": result["codebook"],
-        "protocol": {
-            "split": args.split, "list": cfg.dataset.eval_list, "num_frames": cfg.dataset.num_frames,
-            "resolution": cfg.dataset.resolution, "resize_mode": cfg.dataset.resize_mode,
-            "metric_range": "[0, 1] after +0.5 and clamp", "psnr_ssim": "per frame, mean over all frames",
-            "ssim_window": "Gaussian 11, sigma 1.5", "lpips_net": cfg.eval.lpips_net,
-            "fvd_resolution": cfg.eval.fvd_resolution, "fvd_resize_mode": cfg.eval.fvd_resize_mode,
-            "fvd_input": "uint8 (x * 255 rounded)", "fvd_features": "I3D Kinetics-400 logits, mean over time",
-            "i3d_weights": None if args.no_fvd else str(find_i3d_weights(cfg.eval.i3d_weights or None)),
-            "i3d_bn_eps": cfg.eval.i3d_bn_eps, "precision": "fp32",
-        },
+        "protocol": protocol(cfg, args),
         "num_processes": accelerator.num_processes, "batch_size_per_process": cfg.eval.batch_size,
         "seed": cfg.eval.seed, "videos": videos, "seconds": round(time.time() - started, 1),
     }
@@ -210,7 +215,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     if report is not None:
         out = output_dir(args)
         fvd = report["rfvd"] if isinstance(report["rfvd"], str) else f"{report['rfvd']:.2f}"
-        lpips = report["lpips"] if isinstance(report["lpips"], str) else f"{report['lpips']:.4f}"
+        lpips = report["lpips"].split(":")[0] if isinstance(report["lpips"], str) else f"{report['lpips']:.4f}"
         print(f"rFVD {fvd} | PSNR {report['psnr']:.2f} dB | SSIM {report['ssim']:.4f} | LPIPS {lpips} | "
               f"{report['num_clips']} clips ({report['reconstruction_path']}, {report['weights']}) -> {out / 'report.json'}")
 
