@@ -9,7 +9,8 @@ any average or Fréchet distance; the EMA weights are evaluated by default; I3D 
 
     loaded = load_tokenizer("outputs/demo/stage2/export")       # or a checkpoint-<step>/ folder
     reconstruct = build_reconstructor(loaded.model, cfg, device)  # pixel decoder, or proxy argmax codes
-    metrics = ReconstructionMetrics(loaded.model.layout.sizes, accelerator, extractor, lpips_model)
+    layout = loaded.model.layout
+    metrics = ReconstructionMetrics(layout.sizes, layout.slices, accelerator, extractor, lpips_model)
     for batch in loader:
         video = batch["video"]
         pixels, indices = reconstruct(video)
