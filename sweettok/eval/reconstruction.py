@@ -91,8 +91,8 @@ def read_weights(folder: Union[str, Path], use_ema: bool = True) -> tuple[dict[s
     """
     folder = check_folder(folder)
     state, config = load_file(str(folder / WEIGHTS_FILE)), load_config(folder / CONFIG_FILE)
-    if not (folder / META_FILE).is_file():
-        return state, config, "export (EMA)"
+    if not (folder / META_FILE).is_file():  # the trainer exports the EMA weights when it kept them
+        return state, config, "export (EMA)" if config.training.use_ema else "export (training.use_ema=false: raw)"
     state = _strip_wrapper(state)
     if not use_ema:
         return state, config, f"{folder.name} raw (non-EMA)"
