@@ -87,19 +87,20 @@ def bench_frame_metrics(rows: list) -> None:
     rows.append(("SSIM 32 clips 17x256 (float64)", f"{seconds:.2f} s", f"{value:.4f}", f"{peak_rss_mb():.0f}"))
 
 
-def load_split(root: str, split: str) -> torch.Tensor:
-    """Every clip of a demo split (centre 17 frames) as (N, 3, 17, H, W) in [0, 1]."""
+def load_split(root: str, list_name: str) -> torch.Tensor:
+    """Every clip of a demo list, centre 17 frames, as (N, 3, 17, H, W) in [0, 1]."""
     from sweettok.config import DatasetConfig
     from sweettok.data.video_dataset import VideoDataset
 
-    cfg = DatasetConfig(root=root, train_list=f"{root}/train.txt", eval_list=f"{root}/test.txt",
-                        resolution=64, random_crop=False, random_flip=False, mean=0.0, std=1.0, num_workers=0)
-    dataset = VideoDataset(cfg, split)
+    # read as the eval split whatever the list, so train clips are centred too (no random start)
+    cfg = DatasetConfig(root=root, eval_list=f"{root}/{list_name}", resolution=64, random_crop=False,
+                        random_flip=False, mean=0.0, std=1.0, num_workers=0)
+    dataset = VideoDataset(cfg, "eval")
     return torch.stack([dataset[i]["video"] for i in range(len(dataset))])
 
 
 def demo_fvd(rows: list, extractor: FVDFeatureExtractor, root: str) -> None:
-    train, test = load_split(root, "train"), load_split(root, "eval")
+    train, test = load_split(root, "train.txt"), load_split(root, "test.txt")
     generator = torch.Generator().manual_seed(2)
     noisy = (test + 0.5 * torch.randn(test.shape, generator=generator)).clamp(0, 1)
     order = torch.randperm(test.shape[2], generator=generator)

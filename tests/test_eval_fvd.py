@@ -131,7 +131,7 @@ def test_features_do_not_depend_on_the_batch_size():
 def _gather_worker(rank: int, world: int, init_file: str, queue) -> None:
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     local = torch.full((rank + 1, 3), float(rank))  # uneven: rank 0 has 1 row, rank 1 has 2
-    queue.put((rank, gather_features(local)))
+    queue.put((rank, gather_features(local).tolist()))  # plain lists: tensors would share memory with a dying child
     dist.destroy_process_group()
 
 
@@ -143,14 +143,14 @@ def test_gather_features_concatenates_uneven_ranks(tmp_path):
     for process in processes:
         process.start()
     try:  # generous timeout: spawned workers import torch, slow on a loaded machine
-        results = dict(queue.get(timeout=300) for _ in processes)
+        results = dict(queue.get(timeout=180) for _ in processes)
     finally:
         for process in processes:
             process.join(timeout=30)
             if process.is_alive():
                 process.terminate()
     expected = torch.tensor([[0.0] * 3, [1.0] * 3, [1.0] * 3])
-    assert torch.equal(results[0], expected) and torch.equal(results[1], expected)
+    assert torch.equal(torch.tensor(results[0]), expected) and torch.equal(torch.tensor(results[1]), expected)
 
 
 @pytest.mark.slow
