@@ -31,4 +31,6 @@ fi
 "$PYTHON" scripts/sample.py --checkpoint "$CHECKPOINT" --out "$OUT" --num-per-class "$NUM_PER_CLASS" "$@"
 launch scripts/eval_generation.py --generated "$OUT" --real-config "$CONFIG" --real-split train \
   --num-videos "$NUM_VIDEOS" --resolution "${RESOLUTION:-128}" --output "$OUT/gfvd.json"
-"$PYTHON" scripts/eval_class_accuracy.py --samples "$OUT" --real-config "$CONFIG" --output "$OUT/class_accuracy.json"
+# the real side's I3D features are kept beside the samples folder (delete the file when the data change)
+"$PYTHON" scripts/eval_class_accuracy.py --samples "$OUT" --real-config "$CONFIG" --output "$OUT/class_accuracy.json" \
+  --real-features "$(dirname "$OUT")/real_train_i3d_$(basename "$CONFIG" .yaml).safetensors"

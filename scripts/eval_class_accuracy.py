@@ -7,8 +7,9 @@
 Features (``--features``): ``i3d`` = I3D Kinetics logits of the decoded videos vs those of the real
 train clips (centre clip, eval transforms); ``indices`` = per-segment bag-of-codes histograms of the
 sampled indices vs the dumped train indices (``dataset.index_dir``). The same classifier applied to
-real held-out clips (the eval split; for ``indices`` a dump given by ``--eval-index-dir``) is reported
-as the ceiling. The classifier: ``sweettok.eval.class_accuracy``.
+the real train clips leave-one-out is reported as the ceiling (``*_real_loo``). I3D on CPU is slow
+(seconds per clip): ``--real-features FILE`` keeps the real side's features for the next run. The
+classifier: ``sweettok.eval.class_accuracy``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import logging
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from sweettok.config import load_config, to_dataclass
@@ -29,7 +30,7 @@ from sweettok.data.sampling import plan_clip
 from sweettok.data.video_dataset import VideoDataset
 from sweettok.data.video_reader import open_video
 from sweettok.eval.class_accuracy import class_accuracy, index_histograms
-from sweettok.eval.fvd import build_fvd_extractor
+from sweettok.eval.fvd import build_fvd_extractor, frechet_distance
 
 logger = logging.getLogger("eval_class_accuracy")
 
@@ -40,7 +41,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--real-config", required=True, help="config whose dataset (and dataset.index_dir) is the reference")
     parser.add_argument("--features", nargs="+", default=["i3d", "indices"], choices=("i3d", "indices"))
     parser.add_argument("--index-dir", default="", help="dumped train indices (default: dataset.index_dir)")
-    parser.add_argument("--eval-index-dir", default="", help="dumped eval-split indices for the indices ceiling")
+    parser.add_argument("--real-features", default="", help="cache file of the real train I3D features (read if present)")
     parser.add_argument("--k", type=int, default=1, help="neighbours that vote")
     parser.add_argument("--batch-size", type=int, default=8, help="clips per I3D forward")
     parser.add_argument("--output", default="", help="JSON report (default: <samples>/class_accuracy.json)")
@@ -58,8 +59,12 @@ def generated_clips(samples: dict, folder: Path, num_frames: int) -> torch.Tenso
     return torch.stack(clips)
 
 
-def real_features(cfg, split: str, extractor, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """I3D features and labels of a real split read with the eval transforms."""
+def real_features(cfg, split: str, extractor, batch_size: int, cache: str = "") -> tuple[torch.Tensor, torch.Tensor]:
+    """I3D features and labels of a real split read with the eval transforms (from/to ``cache`` if given)."""
+    if cache and Path(cache).is_file():
+        stored = load_file(cache)
+        logger.info("real I3D features from %s", cache)
+        return stored["features"], stored["labels"]
     dataset_cfg = dataclasses.replace(to_dataclass(cfg.dataset), random_crop=False, random_flip=False)
     dataset = VideoDataset(dataset_cfg, split, max_clips=0)
     dataset.train = False  # centre clip
@@ -69,7 +74,11 @@ def real_features(cfg, split: str, extractor, batch_size: int) -> tuple[torch.Te
         video = (batch["video"] * dataset_cfg.std + dataset_cfg.mean).clamp(0, 1)  # back to [0, 1]
         feats.append(extractor.features(video))
         labels.append(batch["label"])
-    return torch.cat(feats), torch.cat(labels)
+    feats, labels = torch.cat(feats), torch.cat(labels)
+    if cache:
+        Path(cache).parent.mkdir(parents=True, exist_ok=True)
+        save_file({"features": feats.contiguous(), "labels": labels.contiguous()}, cache)
+    return feats, labels
 
 
 def main(argv=None) -> None:
@@ -87,23 +96,22 @@ def main(argv=None) -> None:
         result = class_accuracy(index_histograms(generated["indices"].long(), train.layout), generated["labels"],
                                 reference, train.labels, train.class_names, args.k)
         report["indices"] = result
-        if args.eval_index_dir:
-            held_out = IndexDataset(args.eval_index_dir)
-            report["indices_real_eval"] = class_accuracy(index_histograms(held_out.indices, train.layout),
-                                                         held_out.labels, reference, train.labels,
-                                                         train.class_names, args.k)
+        report["indices_real_loo"] = class_accuracy(reference, train.labels, reference, train.labels,
+                                                    train.class_names, args.k, leave_one_out=True)
     if "i3d" in args.features:
         extractor = build_fvd_extractor(to_dataclass(cfg.eval), "cuda" if torch.cuda.is_available() else "cpu")
-        train_feats, train_labels = real_features(cfg, "train", extractor, args.batch_size)
+        train_feats, train_labels = real_features(cfg, "train", extractor, args.batch_size, args.real_features)
         names = VideoDataset(to_dataclass(cfg.dataset), "train").class_names
         gen_feats = torch.cat([extractor.features(chunk) for chunk in
                                generated_clips(samples, folder, cfg.dataset.num_frames).split(args.batch_size)])
         report["i3d"] = class_accuracy(gen_feats, labels, train_feats, train_labels, names, args.k)
-        eval_feats, eval_labels = real_features(cfg, "eval", extractor, args.batch_size)
-        report["i3d_real_eval"] = class_accuracy(eval_feats, eval_labels, train_feats, train_labels, names, args.k)
+        report["i3d_real_loo"] = class_accuracy(train_feats, train_labels, train_feats, train_labels, names, args.k,
+                                                leave_one_out=True)
+        # a cross-check only: the protocol's gFVD is scripts/eval_generation.py (128x128 reads, subsets)
+        report["fvd_same_features"] = frechet_distance(gen_feats, train_feats)
     output = Path(args.output or folder / "class_accuracy.json")
     output.write_text(json.dumps(report, indent=1))
-    for key in ("indices", "indices_real_eval", "i3d", "i3d_real_eval"):
+    for key in ("indices", "indices_real_loo", "i3d", "i3d_real_loo"):
         if key in report:
             print(f"{key}: nearest-neighbour class accuracy {report[key]['accuracy']:.3f}")
     print(f"-> {output}")

@@ -205,6 +205,9 @@ def test_class_accuracy_nearest_neighbour():
     result = class_accuracy(torch.tensor([[1.0, 0.05], [0.1, 1.0]]), torch.tensor([0, 0]), reference,
                             torch.tensor([0, 1, 0]), ["a", "b"])
     assert result["predictions"] == [0, 1] and result["accuracy"] == 0.5 and result["per_class"] == {"a": 0.5}
+    # leave-one-out: row 0's own vote is gone, its nearest other neighbour (row 2, label 0) decides
+    loo = class_accuracy(reference, torch.tensor([0, 1, 0]), reference, torch.tensor([0, 1, 0]), leave_one_out=True)
+    assert loo["predictions"] == [0, 0, 0]
 
 
 def test_index_histograms_sum_to_one_per_segment(dumped):
