@@ -25,7 +25,7 @@ from typing import Any, Optional
 
 from sweettok.eval.report import (
     NOT_RUN, frame_picks, group_samples, image_grid, last_value, lookup, markdown_table, plot_curves,
-    read_json, read_metrics, read_video_frames, reconstruction_rows, to_uint8, top_words,
+    read_json, read_run_metrics, read_video_frames, reconstruction_rows, to_uint8, top_words,
 )
 
 logger = logging.getLogger("make_report")
@@ -53,7 +53,7 @@ class Report:
         self.demo, self.out, self.figures = demo, out, out.parent / "figures"
         self.num_clips, self.num_frames = num_clips, num_frames
         self.parts: list[str] = []
-        self.metrics = {name: read_metrics(demo / name / "metrics.jsonl") for name, _ in STAGES}
+        self.metrics = {name: read_run_metrics(demo / name) for name, _ in STAGES}
 
     def link(self, png: Path, alt: str) -> str:
         return f"![{alt}]({os.path.relpath(png, self.out.parent).replace(os.sep, '/')})"
@@ -97,7 +97,7 @@ class Report:
         lines = []
         for name, title in STAGES:
             png = plot_curves(self.metrics[name], title, self.figures / f"curves_{name}.png")
-            lines.append(f"**{title}**\n\n" + (self.link(png, f"{name} curves") if png else f"{NOT_RUN} (no {name}/metrics.jsonl)"))
+            lines.append(f"**{title}**\n\n" + (self.link(png, f"{name} curves") if png else f"{NOT_RUN} (no {name}/metrics.jsonl or train.log)"))
         self.add("Training curves", "\n\n".join(lines))
 
     def tokenizer_figures(self) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from sweettok.data.video_writer import write_video
-from sweettok.eval.report import group_samples, image_grid, read_metrics, reconstruction_rows
+from sweettok.eval.report import group_samples, image_grid, read_metrics, read_run_metrics, reconstruction_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -97,6 +97,15 @@ def test_read_metrics_keeps_the_last_value_of_a_repeated_step(tmp_path: Path) ->
     path = tmp_path / "metrics.jsonl"
     path.write_text('{"step": 1, "a": 1.0}\n{"step": 2, "a": 5.0}\n{"step": 2, "a": 3.0, "b": 7}\n{"step": 3, "a"\n')
     assert read_metrics(path) == {"a": [(1, 1.0), (2, 3.0)], "b": [(2, 7.0)]}
+
+
+def test_run_without_metrics_jsonl_reads_its_train_log(tmp_path: Path) -> None:
+    (tmp_path / "train.log").write_text(
+        "05:54:46 INFO sweettok.training.trainer: step 25: train/total_loss 0.06 | lr/model 0.001\n"
+        "05:55:36 INFO sweettok.training.trainer: step 100 eval: val/psnr 20.93 | val/ssim 0.7488\n"
+        "05:55:37 INFO sweettok.training.checkpoint: saved outputs/demo/proxy/checkpoint-100\n")
+    assert read_run_metrics(tmp_path) == {"train/total_loss": [(25, 0.06)], "lr/model": [(25, 0.001)],
+                                          "val/psnr": [(100, 20.93)], "val/ssim": [(100, 0.7488)]}
 
 
 def test_reconstruction_grid_and_sample_grouping(tmp_path: Path) -> None:

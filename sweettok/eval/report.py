@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import os
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
@@ -57,6 +58,33 @@ def read_metrics(path: str | os.PathLike) -> dict[str, list[tuple[int, float]]]:
             if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
                 series.setdefault(key, {})[step] = float(value)  # later lines (after a resume) win
     return {key: sorted(points.items()) for key, points in series.items()}
+
+
+_LOG_LINE = re.compile(r"sweettok\.training\.trainer: step (\d+)(?: eval)?: (.*)$")
+
+
+def read_train_log(path: str | os.PathLike) -> dict[str, list[tuple[int, float]]]:
+    """The trainer's ``train.log`` lines ("step N: key value | key value") -> series, for runs without metrics.jsonl."""
+    path = Path(path)
+    series: dict[str, dict[int, float]] = {}
+    if not path.is_file():
+        return {}
+    for line in path.read_text(errors="replace").splitlines():
+        match = _LOG_LINE.search(line)
+        if not match:
+            continue
+        for item in match.group(2).split(" | "):
+            key, _, value = item.rpartition(" ")
+            try:
+                series.setdefault(key, {})[int(match.group(1))] = float(value)
+            except ValueError:
+                continue
+    return {key: sorted(points.items()) for key, points in series.items() if key}
+
+
+def read_run_metrics(run_dir: str | os.PathLike) -> dict[str, list[tuple[int, float]]]:
+    """A run folder's scalars: ``metrics.jsonl``, else what its ``train.log`` shows."""
+    return read_metrics(Path(run_dir) / "metrics.jsonl") or read_train_log(Path(run_dir) / "train.log")
 
 
 def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
