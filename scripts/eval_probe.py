@@ -34,6 +34,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--split-test", default="eval", help="split they are scored on (default eval)")
     parser.add_argument("--shots", default="1,5", help="few-shot k values, comma-separated (default 1,5)")
     parser.add_argument("--draws", type=int, default=20, help="seeded few-shot draws averaged (default 20)")
+    parser.add_argument("--linear-steps", type=int, default=300, help="full-batch Adam steps of the linear probe")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -56,7 +57,7 @@ def main(argv=None) -> int:
     model = from_pretrained(args.checkpoint, map_location=args.device)
     shots = [int(k) for k in args.shots.split(",") if k.strip()]
     result = run_probe(model, cfg, args.split_train, args.split_test, shots=shots, draws=args.draws,
-                       batch_size=args.batch_size, seed=args.seed)
+                       batch_size=args.batch_size, seed=args.seed, linear_steps=args.linear_steps)
     result["checkpoint"] = args.checkpoint
     out = Path(args.out) if args.out else Path(args.checkpoint).resolve().parent / "probe.json"
     out.parent.mkdir(parents=True, exist_ok=True)

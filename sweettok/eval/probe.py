@@ -237,7 +237,7 @@ def run_probe(model, dataset: Any, split_train: str = "train", split_test: str =
 
 def format_probe_markdown(result: dict, kinds: Sequence[str] = FEATURE_KINDS) -> str:
     """Markdown: the 2x2 (appearance/motion x spatial/temporal) table per feature kind, then per-attribute detail."""
-    table, lines = result["table"], []
+    table, lines = result.get("table") or group_table(result), []
     readouts = list(next(iter(table.values())).keys())
     lines += ["| features | read-out | appearance ← spatial | appearance ← temporal | motion ← spatial | "
               "motion ← temporal | chance (app. / mot.) |", "|---|---|---|---|---|---|---|"]
