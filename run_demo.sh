@@ -8,6 +8,7 @@
 #   bash run_demo.sh --force            # redo every step (each step's old output is removed first)
 #   bash run_demo.sh --only stage2      # one step (a group prefix works too: --only ablation_vq)
 #   bash run_demo.sh --skip-ablations   # leave out the two ablation variants
+#   bash run_demo.sh --sequential       # ablations after the main run, not beside it on a second core
 # A step is skipped when its output exists ("skip <step>: <output> exists"). Step times go to
 # outputs/demo/timings.json; the report (scripts/make_report.py) shows them.
 set -euo pipefail
@@ -16,36 +17,43 @@ source scripts/launch_common.sh
 
 DEMO=outputs/demo
 
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
 
 # CHILDREN_CPU := CPU seconds (user + sys) of every finished child so far, from bash's `times`
 # ("0m1.5s 0m0.2s"); `times` must run in this shell (a $(...) subshell starts from zero).
 children_cpu() {
-  times > "$DEMO/.times"
-  CHILDREN_CPU=$(tail -1 "$DEMO/.times" | awk '{ split($1, u, /[ms]/); split($2, s, /[ms]/); printf "%d", u[1] * 60 + u[2] + s[1] * 60 + s[2] }')
+  local file="$DEMO/.times.$BASHPID"  # per shell: the ablations run in a subshell beside the main steps
+  times > "$file"
+  CHILDREN_CPU=$(tail -1 "$file" | awk '{ split($1, u, /[ms]/); split($2, s, /[ms]/); printf "%d", u[1] * 60 + u[2] + s[1] * 60 + s[2] }')
+  rm -f "$file"
 }
 
-# record STEP SECONDS STATUS [CPU_SECONDS]: merge one step's times (and the load average) into timings.json.
-# The CPU time of a step is about its wall time on an idle machine (one thread per process), so
-# steps can be compared even when other work shares the cores.
+# record STEP SECONDS STATUS [CPU_SECONDS]: merge one step's times (and the load average) into
+# timings.json (under a lock: the ablations may record at the same time). STEP "run" records the
+# wall clock of this whole invocation. The CPU time of a step is about its wall time on an idle
+# machine (one thread per process), so steps compare even when other work shares the cores.
 record() {
-  "$PYTHON" - "$DEMO/timings.json" "$1" "$2" "$3" "${4:-0}" "$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')" <<'PY'
+  flock "$DEMO/.timings.lock" "$PYTHON" - "$DEMO/timings.json" "$1" "$2" "$3" "${4:-0}" \
+    "$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')" <<'PY'
 import json, sys
 path, name, seconds, status, cpu, load = sys.argv[1:]
 try:
     data = json.load(open(path))
 except (OSError, ValueError):
     data = {"steps": []}
-steps = [s for s in data.get("steps", []) if s["name"] != name]
-old = [s for s in data.get("steps", []) if s["name"] == name]
-if status == "skipped" and old:  # keep the time of the run that made the output
-    steps.append(old[0])
+if name == "run":
+    data["run_wall_seconds"] = int(seconds)
 else:
-    steps.append({"name": name, "seconds": None if status == "skipped" else int(seconds),
-                  "cpu_seconds": None if status == "skipped" else int(cpu), "status": status, "load": load})
-data["steps"] = steps
-data["total_seconds"] = sum(s["seconds"] or 0 for s in steps)
-data["total_cpu_seconds"] = sum(s.get("cpu_seconds") or 0 for s in steps)
+    steps = [s for s in data.get("steps", []) if s["name"] != name]
+    old = [s for s in data.get("steps", []) if s["name"] == name]
+    if status == "skipped" and old:  # keep the times of the run that made the output
+        steps.append(old[0])
+    else:
+        steps.append({"name": name, "seconds": None if status == "skipped" else int(seconds),
+                      "cpu_seconds": None if status == "skipped" else int(cpu), "status": status, "load": load})
+    data["steps"] = steps
+data["total_seconds"] = sum(s["seconds"] or 0 for s in data["steps"])
+data["total_cpu_seconds"] = sum(s.get("cpu_seconds") or 0 for s in data["steps"])
 data["load"] = load
 json.dump(data, open(path, "w"), indent=1)
 PY
@@ -82,13 +90,38 @@ eval_generation() {
     --output $DEMO/eval_gen/class_accuracy.json
 }
 
+# The two ablation variants at the main run's budget: they need only the proxy.
+ablations() {
+  local variant root
+  for variant in vq joint; do
+    root=$DEMO/ablation_$variant
+    step ablation_${variant}_stage1 $root/stage1/export/model.safetensors $root/stage1 \
+      env CONFIG=configs/demo/ablation_$variant/stage1.yaml bash run_train_stage1.sh experiment.output_dir=$root/stage1
+    step ablation_${variant}_stage2 $root/stage2/export/model.safetensors $root/stage2 \
+      env CONFIG=configs/demo/ablation_$variant/stage2.yaml bash run_train_stage2.sh experiment.output_dir=$root/stage2 \
+      experiment.init_weight=$root/stage1/export
+    step ablation_${variant}_eval $root/eval/report.json $root/eval \
+      bash run_eval.sh --checkpoint $root/stage2/export --out $root/eval
+    step ablation_${variant}_probe $root/probe/probe.json $root/probe \
+      "$PYTHON" scripts/eval_probe.py --checkpoint $root/stage2/export --out $root/probe/probe.json
+  done
+}
+
+# kill_tree PID: a background stream and everything it started (when the main stream fails).
+kill_tree() {
+  local child
+  for child in $(pgrep -P "$1" 2>/dev/null); do kill_tree "$child"; done
+  kill "$1" 2>/dev/null || true
+}
+
 # The whole script is one function, read before it runs: editing this file mid-run cannot derail it.
 main() {
-  FORCE=0; SKIP_ABLATIONS=0; ONLY=""
+  FORCE=0; SKIP_ABLATIONS=0; ONLY=""; SEQUENTIAL=0
   while [ $# -gt 0 ]; do
     case "$1" in
       --force) FORCE=1 ;;
       --skip-ablations) SKIP_ABLATIONS=1 ;;
+      --sequential) SEQUENTIAL=1 ;;
       --only) ONLY="${2:?--only needs a step name}"; shift ;;
       --only=*) ONLY="${1#--only=}" ;;
       -h|--help) usage; exit 0 ;;
@@ -115,6 +148,16 @@ main() {
     "$PYTHON" scripts/build_codebook_priors.py --demo --out codebook_priors/demo
   step proxy  $DEMO/proxy/export/model.safetensors $DEMO/proxy \
     env CONFIG=configs/demo/proxy_train.yaml bash run_train_proxy.sh
+
+  # Every step runs one thread: on a second core the ablations train beside the main run.
+  local ablations_pid=""
+  if [ "$SKIP_ABLATIONS" = 0 ] && [ -z "$ONLY" ] && [ "$SEQUENTIAL" = 0 ]; then
+    echo; echo "======== [$(date -u +%H:%M:%S)] ablations start in the background: log $DEMO/ablations.log ========"
+    ablations > "$DEMO/ablations.log" 2>&1 &
+    ablations_pid=$!
+    trap "kill_tree $ablations_pid" EXIT
+  fi
+
   step stage1 $DEMO/stage1/export/model.safetensors $DEMO/stage1 \
     env CONFIG=configs/demo/stage1.yaml bash run_train_stage1.sh
   step stage2 $DEMO/stage2/export/model.safetensors $DEMO/stage2 \
@@ -134,26 +177,28 @@ main() {
     "$PYTHON" scripts/eval_probe.py --checkpoint $DEMO/stage2/export --out $DEMO/probe/probe.json
 
   # ---------------------------------------------------------------- ablations (same budget as the main run)
-  if [ "$SKIP_ABLATIONS" = 0 ]; then
-    for variant in vq joint; do
-      local root=$DEMO/ablation_$variant
-      step ablation_${variant}_stage1 $root/stage1/export/model.safetensors $root/stage1 \
-        env CONFIG=configs/demo/ablation_$variant/stage1.yaml bash run_train_stage1.sh
-      step ablation_${variant}_stage2 $root/stage2/export/model.safetensors $root/stage2 \
-        env CONFIG=configs/demo/ablation_$variant/stage2.yaml bash run_train_stage2.sh
-      step ablation_${variant}_eval   $root/eval/report.json $root/eval \
-        bash run_eval.sh --checkpoint $root/stage2/export --out $root/eval
-      step ablation_${variant}_probe  $root/probe/probe.json $root/probe \
-        "$PYTHON" scripts/eval_probe.py --checkpoint $root/stage2/export --out $root/probe/probe.json
-    done
+  if [ -n "$ablations_pid" ]; then
+    echo; echo "======== [$(date -u +%H:%M:%S)] waiting for the ablations ($DEMO/ablations.log) ========"
+    local status=0
+    wait "$ablations_pid" || status=$?
+    trap - EXIT
+    grep -E "^(skip |========)" "$DEMO/ablations.log" || true
+    if [ "$status" != 0 ]; then
+      tail -n 20 "$DEMO/ablations.log" >&2
+      echo "run_demo.sh: the ablations failed (exit $status); full log: $DEMO/ablations.log" >&2
+      exit 1
+    fi
+  elif [ "$SKIP_ABLATIONS" = 0 ]; then
+    ablations
   fi
 
   # ---------------------------------------------------------------- report (always rewritten: cheap)
   if [ -z "$ONLY" ] || [ "$ONLY" = report ]; then
     echo; echo "======== [$(date -u +%H:%M:%S)] report ========"
+    if [ -z "$ONLY" ]; then record run "$SECONDS" ran; fi
     "$PYTHON" scripts/make_report.py --demo-dir $DEMO --out $DEMO/report.md
   fi
-  echo "run_demo.sh: done in $SECONDS s (steps of earlier runs: see $DEMO/timings.json); report: $DEMO/report.md"
+  echo "run_demo.sh: done in $SECONDS s (every step's time: $DEMO/timings.json); report: $DEMO/report.md"
 }
 
 main "$@"; exit $?

@@ -169,7 +169,10 @@ class Report:
             return
         rows = [(s.get("name"), *(s.get(k, "-") if s.get(k) is not None else "-" for k in ("seconds", "cpu_seconds")),
                  s.get("status"), s.get("load") or "-") for s in steps]
-        rows.append(("**total**", data.get("total_seconds"), data.get("total_cpu_seconds"), "", data.get("load")))
+        rows.append(("**sum of the steps**", data.get("total_seconds"), data.get("total_cpu_seconds"), "", data.get("load")))
+        if data.get("run_wall_seconds") is not None:
+            rows.append(("**wall clock of the last full `run_demo.sh`** (ablations beside the main run)",
+                         data["run_wall_seconds"], "-", "", "-"))
         self.add("Timings", "Wall and CPU seconds per step (`run_demo.sh`); each process runs one thread, so the "
                  "CPU time is about what a step takes on an otherwise idle machine, while the wall time grows with "
                  "the load average (1/5/15 min) shown.\n\n"

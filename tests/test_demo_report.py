@@ -131,3 +131,96 @@ def test_run_demo_help_and_bad_step() -> None:
     bad = subprocess.run(["bash", str(ROOT / "run_demo.sh"), "--only", "nonexistent"], capture_output=True,
                          text=True, timeout=60)
     assert bad.returncode == 2 and "unknown step" in bad.stderr
+
+
+# ---------------------------------------------------------------------------- run_demo.sh with stub steps
+
+STUB = r'''
+import json, os, sys
+from pathlib import Path
+name, args = Path(sys.argv[1]).name, sys.argv[2:]
+with open("calls.txt", "a") as f:
+    f.write(" ".join([name, os.environ.get("CONFIG", "-")] + args) + "\n")
+if name == os.environ.get("STUB_FAIL"):
+    sys.exit(3)
+def arg(flag):
+    return args[args.index(flag) + 1]
+overrides = dict(a.split("=", 1) for a in args if "=" in a and not a.startswith("-"))
+if name.startswith("run_train_"):
+    stage = Path(os.environ["CONFIG"]).stem.replace("_train", "")
+    out = Path(overrides.get("experiment.output_dir", f"outputs/demo/{stage}")) / "export" / "model.safetensors"
+elif name == "make_demo_dataset.py":
+    out = Path(arg("--out")) / "train.txt"
+elif name == "build_codebook_priors.py":
+    out = Path(arg("--out")) / "mlc_codebook_verb_adv.json"
+elif name == "run_eval.sh":
+    out = Path(arg("--out")) / "report.json"
+elif name == "dump_indices.py":
+    out = Path("outputs/demo/indices/train/index.json")
+elif name == "sample.py":
+    out = Path(arg("--out")) / "samples.json"
+else:  # eval_generation.py, eval_class_accuracy.py (--output), eval_probe.py, make_report.py (--out)
+    out = Path(arg("--output") if "--output" in args else arg("--out"))
+out.parent.mkdir(parents=True, exist_ok=True)
+out.write_text("{}")
+'''
+STUB_PYTHON = ["make_demo_dataset.py", "build_codebook_priors.py", "dump_indices.py", "sample.py",
+               "eval_generation.py", "eval_class_accuracy.py", "eval_probe.py", "make_report.py"]
+STUB_LAUNCHERS = ["run_train_proxy.sh", "run_train_stage1.sh", "run_train_stage2.sh", "run_train_generator.sh",
+                  "run_eval.sh"]
+
+
+@pytest.fixture()
+def stub_repo(tmp_path: Path) -> Path:
+    """A copy of run_demo.sh + launch_common.sh where every step is a stub that writes its output."""
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "run_demo.sh").write_text((ROOT / "run_demo.sh").read_text())
+    (tmp_path / "scripts" / "launch_common.sh").write_text((ROOT / "scripts" / "launch_common.sh").read_text())
+    (tmp_path / "stub.py").write_text(STUB)
+    for name in STUB_PYTHON:
+        (tmp_path / "scripts" / name).write_text("import runpy, sys\nsys.argv.insert(1, __file__)\n"
+                                                 "runpy.run_path('stub.py', run_name='__main__')\n")
+    for name in STUB_LAUNCHERS:
+        (tmp_path / name).write_text(f'exec "$PYTHON" stub.py {name} "$@"\n')
+    return tmp_path
+
+
+def run_demo(repo: Path, *args: str, fail: str = "") -> subprocess.CompletedProcess:
+    env = {"PATH": "/usr/bin:/bin", "PYTHON": sys.executable, "STUB_FAIL": fail, "HOME": str(repo)}
+    return subprocess.run(["bash", "run_demo.sh", *args], cwd=repo, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_run_demo_runs_every_step_once_then_skips(stub_repo: Path) -> None:
+    first = run_demo(stub_repo)
+    assert first.returncode == 0, first.stderr
+    timings = json.loads((stub_repo / "outputs/demo/timings.json").read_text())
+    names = [s["name"] for s in timings["steps"]]
+    for name in ("data", "priors", "proxy", "stage1", "stage2", "eval", "dump", "generator", "sample", "eval_gen",
+                 "probe", "ablation_vq_stage1", "ablation_vq_probe", "ablation_joint_stage2", "ablation_joint_eval"):
+        assert name in names, name
+    assert all(s["status"] == "ran" for s in timings["steps"]) and "run_wall_seconds" in timings
+    calls = (stub_repo / "calls.txt").read_text().splitlines()
+    assert "run_train_stage2.sh configs/demo/ablation_joint/stage2.yaml experiment.output_dir=outputs/demo/" \
+           "ablation_joint/stage2 experiment.init_weight=outputs/demo/ablation_joint/stage1/export" in calls
+    main = [c.split()[0] for c in calls if "ablation" not in c]
+    assert main.index("run_train_stage1.sh") < main.index("run_train_stage2.sh") < main.index("dump_indices.py")
+    assert (stub_repo / "outputs/demo/report.md").is_file()
+
+    again = run_demo(stub_repo)
+    assert again.returncode == 0, again.stderr
+    assert "skip stage2: outputs/demo/stage2/export/model.safetensors exists" in again.stdout
+    assert "skip ablation_vq_stage1" in again.stdout
+    assert len((stub_repo / "calls.txt").read_text().splitlines()) == len(calls) + 1  # only the report again
+
+    forced = run_demo(stub_repo, "--only", "stage2", "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert [c.split()[0] for c in (stub_repo / "calls.txt").read_text().splitlines()[len(calls) + 1:]] == \
+           ["run_train_stage2.sh"]
+
+
+def test_run_demo_stops_at_a_failed_step(stub_repo: Path) -> None:
+    result = run_demo(stub_repo, "--skip-ablations", fail="run_eval.sh")
+    assert result.returncode == 1
+    assert "step 'eval' failed (exit 3)" in result.stderr
+    steps = {s["name"]: s["status"] for s in json.loads((stub_repo / "outputs/demo/timings.json").read_text())["steps"]}
+    assert steps["eval"] == "failed" and "dump" not in steps
