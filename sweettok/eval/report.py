@@ -159,29 +159,34 @@ def _pyplot():
 
 
 def plot_curves(series: dict[str, list[tuple[int, float]]], title: str, out_png: str | os.PathLike) -> Optional[Path]:
-    """Loss curves (``train/*loss*``) and validation metrics (``val/*``) of one run -> a PNG; None if no data."""
-    losses = {k: v for k, v in series.items() if k.startswith("train/") and "loss" in k
-              and any(abs(y) > 0 for _, y in v)}
-    vals = {k: v for k, v in series.items() if k.startswith("val/")}
+    """Loss curves (``train/*loss*``, log scale) and one small panel per validation metric (``val/*``) -> a PNG."""
+    losses = {k: [(x, y) for x, y in v if y > 0] for k, v in series.items() if k.startswith("train/") and "loss" in k}
+    losses = {k: v for k, v in losses.items() if v}  # a log axis: zero (disabled) and negative terms are left out
+    vals = {k: v for k, v in sorted(series.items()) if k.startswith("val/")}
     if not losses and not vals:
         return None
     plt = _pyplot()
-    panels = [p for p in (("loss", losses), ("validation", vals)) if p[1]]
-    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 3.6), squeeze=False)
-    for ax, (kind, curves) in zip(axes[0], panels):
-        for key, points in sorted(curves.items()):
-            steps, values = zip(*points)
-            ax.plot(steps, values, marker="." if len(points) < 20 else None, label=key.split("/", 1)[1])
-        if kind == "loss" and all(y > 0 for pts in curves.values() for _, y in pts):
-            ax.set_yscale("log")  # losses span decades (CE vs. commitment terms)
-        ax.set_xlabel("step")
-        ax.set_title(f"{title}: {kind}")
+    val_cols = math.ceil(len(vals) / 2)
+    fig = plt.figure(figsize=(6.5 * bool(losses) + 2.8 * val_cols, 4.6))
+    grid = fig.add_gridspec(2, 2 * bool(losses) + val_cols)
+    if losses:
+        ax = fig.add_subplot(grid[:, :2])
+        for key, points in sorted(losses.items()):
+            ax.plot(*zip(*points), label=key.split("/", 1)[1])
+        ax.set_yscale("log")
+        ax.set(xlabel="step", title=f"{title}: training losses (log; terms <= 0 left out)")
         ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    for i, (key, points) in enumerate(vals.items()):
+        ax = fig.add_subplot(grid[i % 2, 2 * bool(losses) + i // 2])
+        ax.plot(*zip(*points), marker="o", markersize=3)
+        ax.set_title(key, fontsize=8)
+        ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
     fig.tight_layout()
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=90)
+    fig.savefig(out_png, dpi=80)
     plt.close(fig)
     return out_png
 
