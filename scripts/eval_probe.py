@@ -28,8 +28,8 @@ from sweettok.eval.probe import format_probe_markdown, run_probe
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", required=True, help="tokenizer export folder (model.safetensors + config.yaml)")
-    parser.add_argument("--config", default="", help="take the dataset section from this config instead of the export's")
-    parser.add_argument("--data", default="", help="demo folder to use (root; lists <dir>/train.txt and <dir>/test.txt)")
+    parser.add_argument("--config", default="", help="take the dataset section from this config, not the export's")
+    parser.add_argument("--data", default="", help="demo folder (lists <dir>/train.txt, <dir>/test.txt)")
     parser.add_argument("--split-train", default="train", help="split the read-outs are fitted on (default train)")
     parser.add_argument("--split-test", default="eval", help="split they are scored on (default eval)")
     parser.add_argument("--shots", default="1,5", help="few-shot k values, comma-separated (default 1,5)")
@@ -39,7 +39,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads (default 1: the demo tokenizer is too small to gain from more; 0 = torch's)")
+                        help="torch CPU threads (default 1: the demo tokenizer gains nothing from more; 0 = torch's)")
     parser.add_argument("--out", default="", help="JSON file for the full result (default: <checkpoint>/../probe.json)")
     return parser.parse_args(argv)
 

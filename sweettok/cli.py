@@ -212,7 +212,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> None:
 
 def _common(parser: argparse.ArgumentParser, func: Callable) -> None:
     parser.add_argument("--checkpoint", required=True, metavar="DIR",
-                        help="tokenizer export folder (model.safetensors + config.yaml), e.g. outputs/demo/stage2/export")
+                        help="tokenizer export folder (model.safetensors + config.yaml), "
+                             "e.g. outputs/demo/stage2/export")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     parser.add_argument("--verbose", action="store_true", help="show the library's log and full tracebacks")
     parser.set_defaults(func=func)

@@ -51,7 +51,8 @@ def test_colour_only_features_read_colour_and_nothing_else():
     for attribute in ATTRIBUTES:
         assert abs(temporal[attribute]["few_shot_5"] - result["chance"][attribute]["uniform"]) < 0.1
     table = group_table(result)["mean"]["linear"]
-    assert table["appearance"]["spatial"] == pytest.approx((spatial["shape"]["linear"] + spatial["colour"]["linear"]) / 2)
+    expected = (spatial["shape"]["linear"] + spatial["colour"]["linear"]) / 2
+    assert table["appearance"]["spatial"] == pytest.approx(expected)
     assert table["appearance"]["spatial"] > table["appearance"]["temporal"] + 0.2
     assert table["motion"]["chance"] == pytest.approx((1 / 4 + 1 / 2) / 2)
     assert "| mean | linear |" in format_probe_markdown(result)
@@ -77,7 +78,8 @@ def tiny_demo(tmp_path_factory) -> dict[str, Path]:
 def test_run_probe_end_to_end(tiny_demo):
     cfg = export_config(tiny_demo["export"])
     data = tiny_demo["data"]
-    cfg.dataset.root, cfg.dataset.train_list, cfg.dataset.eval_list = str(data), str(data / "train.txt"), str(data / "test.txt")
+    cfg.dataset.root, cfg.dataset.train_list = str(data), str(data / "train.txt")
+    cfg.dataset.eval_list = str(data / "test.txt")
     result = run_probe(from_pretrained(tiny_demo["export"]), cfg, shots=(1,), draws=2, linear_steps=10)
     assert result["num_clips"] == {"train": 12, "test": 12}
     assert set(result["results"]) == {"mean", "bag", "flat"}

@@ -15,7 +15,8 @@ from sweettok.models.tokenizer import SweetTok
 from tokenizer_helpers import demo_clip, mlc_quantizers
 
 ROOT = Path(__file__).resolve().parents[1]
-VARIANTS = {"ablation_vq": {"model.tokenizer.spatial_quantizer.kind": "vq", "model.tokenizer.temporal_quantizer.kind": "vq"},
+VARIANTS = {"ablation_vq": {"model.tokenizer.spatial_quantizer.kind": "vq",
+                            "model.tokenizer.temporal_quantizer.kind": "vq"},
             "ablation_joint": {"model.tokenizer.query_layout": "joint"}}
 CHANGED = {"experiment.name", "experiment.output_dir", "experiment.init_weight"}
 

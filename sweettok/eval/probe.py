@@ -82,7 +82,8 @@ def token_features(model, video: torch.Tensor) -> dict[str, torch.Tensor]:
     spatial, temporal = (z.float() for z in out.latents)  # (B, Ls, Ds), (B, Lt, Dt)
     layout = model.layout
     s_first, s_second, t_first, t_second = layout.unpack(out.indices)
-    bags = {"spatial": (_histogram(s_first, layout.spatial_first_size), _histogram(s_second, layout.spatial_second_size)),
+    bags = {"spatial": (_histogram(s_first, layout.spatial_first_size),
+                        _histogram(s_second, layout.spatial_second_size)),
             "temporal": (_histogram(t_first, layout.temporal_first_size),
                          _histogram(t_second, layout.temporal_second_size))}
     features = {}
@@ -96,7 +97,8 @@ def token_features(model, video: torch.Tensor) -> dict[str, torch.Tensor]:
 def _histogram(indices: torch.Tensor, size: int) -> torch.Tensor:
     """Indices (B, ...) -> normalised counts (B, size)."""
     flat = indices.reshape(indices.shape[0], -1)
-    counts = torch.zeros(flat.shape[0], size, device=flat.device).scatter_add_(1, flat, torch.ones_like(flat, dtype=torch.float))
+    counts = torch.zeros(flat.shape[0], size, device=flat.device)
+    counts.scatter_add_(1, flat, torch.ones_like(flat, dtype=torch.float))
     return counts / flat.shape[1]
 
 
@@ -227,7 +229,8 @@ def run_probe(model, dataset: Any, split_train: str = "train", split_test: str =
     result = probe_features(splits[split_train][0], splits[split_train][1], splits[split_test][0],
                             splits[split_test][1], shots, draws, seed, linear_steps)
     result.update(table=group_table(result), splits={"train": split_train, "test": split_test},
-                  num_clips={"train": len(splits[split_train][1]["shape"]), "test": len(splits[split_test][1]["shape"])},
+                  num_clips={"train": len(splits[split_train][1]["shape"]),
+                             "test": len(splits[split_test][1]["shape"])},
                   settings={"shots": list(shots), "draws": draws, "seed": seed, "linear_steps": linear_steps},
                   features={"mean": "mean of the branch's quantised latents",
                             "bag": "normalised histograms of the branch's first- and second-POS indices",
@@ -245,8 +248,8 @@ def format_probe_markdown(result: dict, kinds: Sequence[str] = FEATURE_KINDS) ->
         for readout in readouts:
             cell = table[kind][readout]
             app, mot = cell["appearance"], cell["motion"]
-            lines.append(f"| {kind} | {readout} | {app['spatial']:.3f} | {app['temporal']:.3f} | {mot['spatial']:.3f} | "
-                         f"{mot['temporal']:.3f} | {app['chance']:.3f} / {mot['chance']:.3f} |")
+            lines.append(f"| {kind} | {readout} | {app['spatial']:.3f} | {app['temporal']:.3f} | "
+                         f"{mot['spatial']:.3f} | {mot['temporal']:.3f} | {app['chance']:.3f} / {mot['chance']:.3f} |")
     lines += ["", "| features | tokens | read-out | " + " | ".join(ATTRIBUTES) + " |",
               "|---|---|---|" + "---|" * len(ATTRIBUTES)]
     for kind in [k for k in kinds if k in result["results"]]:
