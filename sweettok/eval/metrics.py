@@ -68,16 +68,24 @@ def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> torch
     return torch.outer(line, line)
 
 
+def _band_matrix(size: int, line: torch.Tensor) -> torch.Tensor:
+    """(size, size - k + 1) matrix M with (v @ M)[j] = sum_i line[i] v[j + i]: a valid 1-D correlation."""
+    taps = line.numel()
+    band = torch.zeros(size, size - taps + 1, dtype=line.dtype, device=line.device)
+    for start in range(size - taps + 1):
+        band[start : start + taps, start] = line
+    return band
+
+
 def _ssim_chunk(x: torch.Tensor, y: torch.Tensor, data_range: float) -> torch.Tensor:
     """SSIM of each (C, H, W) frame of float64 (N, C, H, W) tensors -> (N,)."""
-    channels = x.shape[1]
-    line = gaussian_kernel().to(x.device)
-    rows = line.view(1, 1, 1, -1).expand(channels, 1, 1, SSIM_WINDOW)
-    cols = line.view(1, 1, -1, 1).expand(channels, 1, SSIM_WINDOW, 1)
+    line = gaussian_kernel().to(device=x.device, dtype=x.dtype)
+    along_h = _band_matrix(x.shape[-2], line).T  # (H-10, H)
+    along_w = _band_matrix(x.shape[-1], line)  # (W, W-10)
 
     def blur(image: torch.Tensor) -> torch.Tensor:
-        # separable Gaussian, valid: (N, C, H-10, W-10); 2 x 11 taps instead of 121
-        return F.conv2d(F.conv2d(image, rows, groups=channels), cols, groups=channels)
+        # separable Gaussian as two banded matmuls (BLAS; float64 depthwise conv is ~20x slower on CPU)
+        return along_h @ image @ along_w  # valid: (N, C, H-10, W-10)
 
     c1, c2 = (SSIM_K1 * data_range) ** 2, (SSIM_K2 * data_range) ** 2
     mu_x, mu_y = blur(x), blur(y)
