@@ -155,11 +155,18 @@ class Report:
             base = self.demo / root if root else self.demo
             recon, probe = read_json(base / "eval" / "report.json"), read_json(base / "probe" / "probe.json")
             usage = codebook_stats(recon, "usage")
-            rows.append((title, lookup(recon, "psnr"), lookup(recon, "rfvd", "fvd"),
+            steps = " / ".join(fmt_steps(base / stage / "config.yaml") for stage in ("stage1", "stage2"))
+            rows.append((title, steps, lookup(recon, "psnr"), lookup(recon, "rfvd", "fvd"),
                          sum(usage.values()) / len(usage) if usage else None,
                          *(probe_cell(probe, label, tokens) for label in PROBE_LABELS for tokens in PROBE_TOKENS)))
-        header = ["variant", "PSNR", "rFVD", "usage (mean)"] + [f"{l} / {t}" for l in PROBE_LABELS for t in PROBE_TOKENS]
-        self.add("Ablations (same budget)", markdown_table(header, rows))
+        header = ["variant", "steps (stage 1 / 2)", "PSNR", "rFVD", "usage (mean)"] + \
+                 [f"{l} ← {t}" for l in PROBE_LABELS for t in PROBE_TOKENS]
+        self.add("Ablations", "Plain VQ codebooks instead of the language codebooks, and one joint query set instead "
+                 "of decoupled spatial/temporal queries; same data and settings otherwise (probe: "
+                 f"{PROBE_HEADLINE[1]} read-out on `{PROBE_HEADLINE[0]}` features; with joint queries the 'spatial' and "
+                 "'temporal' tokens are the first Ls and last Lt outputs of the one query stack, which feed the two "
+                 "quantizers).\n\n"
+                 + markdown_table(header, rows))
 
     def timings(self) -> None:
         data = read_json(self.demo / "timings.json")
@@ -219,6 +226,15 @@ def probe_cell(probe: Optional[dict[str, Any]], label: str, tokens: str) -> Opti
     except (KeyError, TypeError, ValueError):
         value = lookup(probe, f"{label}/{tokens}")  # a plain {label: {tokens: accuracy}} result
         return float(value) if isinstance(value, (int, float)) else None
+
+
+def fmt_steps(config: Path) -> str:
+    """training.max_train_steps of a run folder's config.yaml, or "-"."""
+    if not config.is_file():
+        return "-"
+    from omegaconf import OmegaConf
+
+    return str(OmegaConf.select(OmegaConf.load(config), "training.max_train_steps", default="-"))
 
 
 def class_names(demo: Path) -> list[str]:

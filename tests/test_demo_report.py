@@ -76,7 +76,7 @@ def test_report_has_every_section_numbers_and_valid_pngs(demo: Path) -> None:
         assert number in text, number
     assert "| CircleRise | 0.500 |" in text and "0.938" in text
     assert "| LPIPS | not run |" in text
-    assert "joint queries | not run" in text
+    assert "| joint queries | - / - | not run |" in text
     links = [line.split("](", 1)[1].rstrip(")") for line in text.splitlines() if line.startswith("![")]
     assert len(links) == 5  # four curves + the samples strip (no stage-2 export: no reconstruction grid)
     for link in links:
