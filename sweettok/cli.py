@@ -210,6 +210,13 @@ def cmd_reconstruct(args: argparse.Namespace) -> None:
 # ----------------------------------------------------------------------------- parser
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
 def _common(parser: argparse.ArgumentParser, func: Callable) -> None:
     parser.add_argument("--checkpoint", required=True, metavar="DIR",
                         help="tokenizer export folder (model.safetensors + config.yaml), "
@@ -228,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     words = commands.add_parser("words", help="most frequent adjectives/nouns (spatial) and adverbs/verbs (temporal)",
                                 description=cmd_words.__doc__)
     words.add_argument("video", metavar="VIDEO", help="video file (mp4, avi, ...)")
-    words.add_argument("--top", type=int, default=10, help="words shown per part of speech (default 10)")
+    words.add_argument("--top", type=_positive_int, default=10, help="words shown per part of speech (default 10)")
     words.add_argument("--json", action="store_true", help="print the counts as JSON")
     _common(words, cmd_words)
     encode = commands.add_parser("encode", help="video -> token file (indices, words, layout, source)",

@@ -173,3 +173,14 @@ def test_load_video_clip_is_the_centred_eval_clip(assets):
     assert clip.shape == (1, 3, 17, 64, 64) and -0.5 <= clip.min() and clip.max() <= 0.5
     assert info["frame_indices"] == plan_clip(20, 17, 1.0, train=False).indices == list(range(2, 19))
     assert torch.equal(load_video_clip(assets["clip"], cfg.dataset), clip)  # a dataset section works too
+
+
+def test_to_uint8_frames_undoes_the_normalisation(assets):
+    from sweettok.api import to_uint8_frames
+    from sweettok.data.transforms import VideoTransform
+
+    cfg = export_config(assets["stage2"])
+    cfg.dataset.mean, cfg.dataset.std = 0.45, 0.25
+    frames = torch.randint(0, 256, (3, 64, 64, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    clip = VideoTransform(64, mean=0.45, std=0.25)(frames)  # (3, T, H, W)
+    assert (to_uint8_frames(clip, cfg) == frames.numpy()).all()
