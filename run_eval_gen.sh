@@ -20,6 +20,7 @@ else
   CHECKPOINT="${CHECKPOINT:-outputs/demo/generator/export}"
   NUM_PER_CLASS="${NUM_PER_CLASS:-2}"
   NUM_VIDEOS="${NUM_VIDEOS:-2048}"       # every clip there is (24 generated, 120 real)
+  export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
   echo "[sweettok] no GPU: generation eval on the demo set ($CHECKPOINT)"
 fi
 OUT="${OUT:-$(dirname "$CHECKPOINT")/eval_samples}"

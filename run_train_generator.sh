@@ -16,6 +16,8 @@ else
   CONFIG="${CONFIG:-configs/demo/generator_train.yaml}"
   echo "[sweettok] no GPU: generator on the demo set ($CONFIG)"
   check_config config="$CONFIG" "$@"   # a mistyped key fails here, before any demo building
+  # the demo models are tiny: one intra-op thread is faster than two that wait on each other
+  export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
   ensure_demo_assets
 fi
 
