@@ -135,7 +135,8 @@ def fmt(value: Any, digits: int = 3) -> str:
         if not math.isfinite(value):
             return str(value)
         return f"{value:.{digits}f}" if abs(value) < 1e4 else f"{value:.0f}"
-    return str(value)
+    text = str(value).split(";")[0].replace("|", "/")  # a result's note ("unavailable: ...; how to fix") in short
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
