@@ -88,6 +88,8 @@ def test_run_probe_end_to_end(tiny_demo):
         assert all(0.0 <= acc <= 1.0 for scores in kind.values() for row in scores.values() for acc in row.values())
     assert set(result["table"]["bag"]["few_shot_1"]) == {"appearance", "motion"}
     assert result["chance"]["shape"]["uniform"] == pytest.approx(1 / 3)
+    assert all(1 <= n <= 12 for counts in result["distinct"].values() for n in counts.values())
+    assert "Different token sequences" in format_probe_markdown(result)
 
 
 def test_eval_probe_script_writes_json(tiny_demo, capsys):

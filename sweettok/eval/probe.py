@@ -18,7 +18,8 @@ the training split and scored on the test split:
   accuracy averaged over ``draws`` seeded draws;
 * linear probe: multinomial logistic regression (torch, full batch, Adam, L2 penalty).
 
-Chance is reported twice: uniform (1 / number of values) and majority (always the most frequent
+``distinct`` counts the different token sequences per split and branch (1 = the branch gives every
+clip the same tokens, so nothing can be read from it). Chance is reported twice: uniform (1 / number of values) and majority (always the most frequent
 training value, scored on the test split). A decoupled tokenizer reads appearance well from
 spatial tokens and motion well from temporal tokens, and each near chance from the other set.
 
@@ -209,6 +210,11 @@ def group_table(result: dict) -> dict:
     return table
 
 
+def distinct_rows(features: torch.Tensor) -> int:
+    """Number of different rows: with ``flat`` features, the number of different token sequences."""
+    return int(torch.unique(features, dim=0).shape[0])
+
+
 # ----------------------------------------------------------------------------- the whole probe
 
 
@@ -228,7 +234,9 @@ def run_probe(model, dataset: Any, split_train: str = "train", split_test: str =
         splits[split] = (features, labels)
     result = probe_features(splits[split_train][0], splits[split_train][1], splits[split_test][0],
                             splits[split_test][1], shots, draws, seed, linear_steps)
-    result.update(table=group_table(result), splits={"train": split_train, "test": split_test},
+    distinct = {role: {s: distinct_rows(splits[split][0][f"flat/{s}"]) for s in TOKEN_SETS}
+                for role, split in (("train", split_train), ("test", split_test))}
+    result.update(table=group_table(result), splits={"train": split_train, "test": split_test}, distinct=distinct,
                   num_clips={"train": len(splits[split_train][1]["shape"]),
                              "test": len(splits[split_test][1]["shape"])},
                   settings={"shots": list(shots), "draws": draws, "seed": seed, "linear_steps": linear_steps},
@@ -260,4 +268,8 @@ def format_probe_markdown(result: dict, kinds: Sequence[str] = FEATURE_KINDS) ->
     chance = " | ".join(f"{result['chance'][a]['uniform']:.3f} ({result['chance'][a]['majority']:.3f})"
                         for a in ATTRIBUTES if a in result["chance"])
     lines.append(f"| chance | uniform (majority) | | {chance} |")
+    if "distinct" in result:  # tokens that never change between clips cannot tell clips apart
+        lines.append("\nDifferent token sequences among the clips: " + "; ".join(
+            f"{role} {s} {counts[s]}/{result['num_clips'][role]}"
+            for role, counts in result["distinct"].items() for s in TOKEN_SETS))
     return "\n".join(lines)
