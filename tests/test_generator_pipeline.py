@@ -215,3 +215,23 @@ def test_index_histograms_sum_to_one_per_segment(dumped):
     hist = index_histograms(dataset.indices[:3], dataset.layout)
     assert hist.shape == (3, sum(dataset.layout.sizes.values()))
     assert torch.allclose(hist.sum(1), torch.full((3,), 4.0, dtype=hist.dtype))  # one per segment
+
+
+def test_tokenizer_hash_ignores_fields_left_at_their_default():
+    from dataclasses import dataclass
+
+    from sweettok.data.index_dataset import _non_default
+
+    @dataclass
+    class Old:
+        width: int = 8
+        prior: str = ""
+
+    @dataclass
+    class New:  # a field added later whose default keeps the old behaviour
+        width: int = 8
+        prior: str = ""
+        entropy_weight: float = 0.0
+
+    assert _non_default(Old(width=16)) == _non_default(New(width=16)) == {"width": 16}
+    assert _non_default(New(width=16, entropy_weight=0.1)) != _non_default(Old(width=16))

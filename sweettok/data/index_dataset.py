@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import os
+from dataclasses import MISSING, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
@@ -50,20 +51,37 @@ def index_dtype(layout: TokenLayout) -> torch.dtype:
     return torch.int16 if max(layout.sizes.values()) <= torch.iinfo(torch.int16).max else torch.int32
 
 
+def _non_default(config: Any) -> dict:
+    """The fields of a config dataclass (recursively) whose value differs from the field's default."""
+    out = {}
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if is_dataclass(value):
+            nested = _non_default(value)
+            if nested:
+                out[f.name] = nested
+            continue
+        default = f.default if f.default is not MISSING else (
+            f.default_factory() if f.default_factory is not MISSING else MISSING)
+        if value != default:
+            out[f.name] = value
+    return out
+
+
 def tokenizer_hash(tokenizer: torch.nn.Module) -> str:
-    """sha256 of the tokenizer config (prior paths left out) and of the encoder-side tensors.
+    """sha256 of the tokenizer config and of the encoder-side tensors: exactly what decides the indices.
 
-    Exactly what decides the indices: the stage-1 and stage-2 exports of one run hash the same
-    (stage 2 freezes the encoder side), a retrained or differently configured tokenizer does not.
+    The stage-1 and stage-2 exports of one run hash the same (stage 2 freezes the encoder side), a
+    retrained or differently configured tokenizer does not. Only config values that differ from
+    their defaults enter (prior paths left out), so a config field added later with a default that
+    keeps the old behaviour leaves the hash of existing exports unchanged.
     """
-    from dataclasses import asdict
-
     from sweettok.models.tokenizer import ENCODER_SIDE  # lazy: the data package does not need the models
 
     prefixes = tuple(f"{name}." for name in ENCODER_SIDE)
-    config = asdict(tokenizer.cfg)
+    config = _non_default(tokenizer.cfg)
     for name in ("spatial_quantizer", "temporal_quantizer"):
-        config[name].pop("prior", None)
+        config.get(name, {}).pop("prior", None)
     digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
     for name, tensor in sorted(tokenizer.state_dict().items()):
         if name.startswith(prefixes):
