@@ -97,6 +97,10 @@ class QuantizerConfig:
     beta: float = 0.25  # commitment weight
     codebook_size: int = 1024  # vq only: codes per half
     l2_norm_codes: bool = False  # vq only
+    # Anti-collapse (not in the original; 0 = off): maximise the entropy of the batch's average soft
+    # code assignment while keeping each latent's assignment sharp (as MAGVIT-v2's entropy penalty).
+    entropy_weight: float = 0.0
+    entropy_temperature: float = 0.01  # softmax(-squared distance / temperature)
 
 
 @dataclass

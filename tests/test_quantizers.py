@@ -200,3 +200,24 @@ def test_build_quantizer_from_prior_files(tmp_path):
         build_quantizer(QuantizerConfig(kind="pq"))
     with pytest.raises(ValueError, match=r"expected \(B, L, 16\)"):
         quantizer(torch.randn(2, 3, 12))
+
+
+def test_entropy_penalty_prefers_spread_assignments_and_trains_the_codebook():
+    """The optional anti-collapse term: lower for spread-out sharp assignments, gradient reaches the GCN."""
+    from sweettok.quantizers.base import entropy_penalty
+
+    codes = torch.eye(4)
+    spread = torch.cdist(torch.eye(4).repeat(8, 1), codes) ** 2  # every code used, sharply
+    collapsed = torch.cdist(torch.eye(4)[:1].repeat(32, 1), codes) ** 2  # one code used
+    assert entropy_penalty(spread, 0.05) < entropy_penalty(collapsed, 0.05) - 1.0
+
+    plain = make_quantizer(gcn_dropout=0.0).train()
+    weighted = make_quantizer(gcn_dropout=0.0, entropy_weight=0.5).train()
+    weighted.load_state_dict(plain.state_dict())
+    z = latents()
+    out_plain, out = plain(z), weighted(z)
+    assert "entropy_penalty" in out.logs and "entropy_penalty" not in out_plain.logs
+    assert torch.allclose(out.loss, out_plain.loss + 0.5 * out.logs["entropy_penalty"], atol=1e-5)
+    weighted.zero_grad()
+    (out.loss - out_plain.loss.detach()).backward()
+    assert weighted.gcn.conv2.lin.weight.grad.abs().sum() > 0

@@ -27,7 +27,7 @@ class QuantizerOutput:
     """Result of a quantizer forward pass."""
 
     z_q: torch.Tensor  # (B, L, 2*code_dim) in z's dtype; value = the codes, gradient = straight-through to z
-    loss: torch.Tensor  # scalar float32: codebook_loss + commitment_loss
+    loss: torch.Tensor  # scalar float32: codebook_loss + commitment_loss (+ entropy_weight * entropy_penalty)
     logs: dict[str, torch.Tensor]  # detached scalar tensors, still on device (.item() them when logging)
     first_indices: torch.Tensor  # (B, L, k) long, nearest first
     second_indices: torch.Tensor  # (B, L) long
@@ -56,6 +56,20 @@ def lookup_codes(first_codes: torch.Tensor, second_codes: torch.Tensor, first_in
     first = first_codes[first_indices].mean(dim=-2)  # (B, L, k, D) -> (B, L, D)
     second = second_codes[second_indices]  # (B, L, D)
     return torch.cat([first, second], dim=-1)
+
+
+def entropy_penalty(distances: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Mean per-latent entropy minus the entropy of the mean assignment, from (M, N) squared distances.
+
+    Minimising it keeps each latent's soft assignment sharp while spreading the batch over the
+    codebook, which counters the collapse of a shared (GCN-generated) codebook onto a few codes.
+    """
+    log_probs = torch.log_softmax(-distances / temperature, dim=-1)  # (M, N)
+    probs = log_probs.exp()
+    per_latent = -(probs * log_probs).sum(-1).mean()
+    mean_probs = probs.mean(0)
+    of_mean = -(mean_probs * torch.log(mean_probs.clamp_min(1e-10))).sum()
+    return per_latent - of_mean
 
 
 def code_statistics(indices: torch.Tensor, num_codes: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -118,12 +132,19 @@ class TwoHalfQuantizer(nn.Module):
                                               for zh, qh in ((z_first, q_first), (z_second, q_second)))
             # straight-through: the value is exactly q (so indices -> codes reproduces it), the gradient is z's
             z_q = q.detach() + (z_float - z_float.detach())
-        logs = {"codebook_loss": codebook_loss.detach(), "commitment_loss": commitment_loss.detach()}
+            loss = codebook_loss + commitment_loss
+            logs = {"codebook_loss": codebook_loss.detach(), "commitment_loss": commitment_loss.detach()}
+            if self.cfg.entropy_weight > 0 and torch.is_grad_enabled():
+                entropy = sum(entropy_penalty(squared_distances(zh.reshape(-1, zh.shape[-1]), codes),
+                                              self.cfg.entropy_temperature)
+                              for zh, codes in ((z_first, first_codes), (z_second, second_codes)))
+                loss = loss + self.cfg.entropy_weight * entropy
+                logs["entropy_penalty"] = entropy.detach()
         with torch.no_grad():
             for name, indices, size in (("first", first_indices, self.first_size),
                                         ("second", second_indices, self.second_size)):
                 logs[f"{name}_usage"], logs[f"{name}_perplexity"] = code_statistics(indices, size)
-        return QuantizerOutput(z_q.to(z.dtype), codebook_loss + commitment_loss, logs, first_indices, second_indices)
+        return QuantizerOutput(z_q.to(z.dtype), loss, logs, first_indices, second_indices)
 
     def codes_from_indices(self, first_indices: torch.Tensor, second_indices: torch.Tensor) -> torch.Tensor:
         """(B, L, k) and (B, L) indices -> (B, L, 2*code_dim) float32, equal to forward's z_q in eval mode."""
