@@ -107,13 +107,6 @@ ablations() {
   done
 }
 
-# kill_tree PID: a background stream and everything it started (when the main stream fails).
-kill_tree() {
-  local child
-  for child in $(pgrep -P "$1" 2>/dev/null); do kill_tree "$child"; done
-  kill "$1" 2>/dev/null || true
-}
-
 # The whole script is one function, read before it runs: editing this file mid-run cannot derail it.
 main() {
   FORCE=0; SKIP_ABLATIONS=0; ONLY=""; SEQUENTIAL=0
@@ -153,9 +146,10 @@ main() {
   local ablations_pid=""
   if [ "$SKIP_ABLATIONS" = 0 ] && [ -z "$ONLY" ] && [ "$SEQUENTIAL" = 0 ]; then
     echo; echo "======== [$(date -u +%H:%M:%S)] ablations start in the background: log $DEMO/ablations.log ========"
-    ablations > "$DEMO/ablations.log" 2>&1 &
+    ablations >> "$DEMO/ablations.log" 2>&1 &
     ablations_pid=$!
-    trap "kill_tree $ablations_pid" EXIT
+    # a failed main step still lets the ablations finish (their results stand); Ctrl-C stops both
+    trap "echo 'run_demo.sh: waiting for the ablations to finish ($DEMO/ablations.log)' >&2; wait $ablations_pid" EXIT
   fi
 
   step stage1 $DEMO/stage1/export/model.safetensors $DEMO/stage1 \
