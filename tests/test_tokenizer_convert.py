@@ -124,6 +124,19 @@ def test_from_pretrained_round_trip(tmp_path, monkeypatch):
     assert load_pretrained(folder).cfg == loaded.cfg
 
 
+def test_from_pretrained_finds_relative_priors_from_another_directory(tmp_path, monkeypatch):
+    """Prior paths relative to the repository still resolve when run from elsewhere (via the export's parents)."""
+    model = demo_model(seed=5).eval()
+    folder = _export(tmp_path, model)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    loaded = SweetTok.from_pretrained(folder)
+    assert Path(loaded.cfg.spatial_quantizer.prior) == tmp_path / "priors" / "spatial"
+    clip = demo_clip(batch=1, seed=5)
+    with torch.no_grad():
+        assert torch.equal(model.encode(clip).indices, loaded.encode(clip).indices)
+
+
 def test_from_pretrained_missing_prior_is_named(tmp_path, monkeypatch):
     folder = _export(tmp_path, demo_model(seed=4))
     (tmp_path / "priors" / "temporal.json").unlink()
