@@ -78,13 +78,15 @@ class Report:
         rows.append(("gFVD", lookup(gen, "gfvd", "fvd"), "eval_gen/gfvd.json"))
         blocks = accuracy_blocks(acc)
         for feature, block in blocks.items():
-            what = "real held-out clips (ceiling)" if feature.endswith("_real_eval") else "samples"
-            rows.append((f"class accuracy of {what}, {feature.replace('_real_eval', '') or 'k-NN'} features",
+            kind, _, real = feature.partition("_real")  # "i3d_real_loo" / "i3d_real_eval": the same classifier on real clips
+            real = {"_loo": "leave-one-out on the train clips", "_eval": "the test clips"}.get(real, real.strip("_"))
+            what = f"real clips (ceiling: {real})" if real else "generated samples"
+            rows.append((f"class accuracy of {what}, {kind or 'k-NN'} features",
                          block.get("accuracy"), "eval_gen/class_accuracy.json"))
         if not blocks:
             rows.append(("per-class sample accuracy", None, "eval_gen/class_accuracy.json"))
         body = markdown_table(["metric", "value", "from"], rows)
-        sample_blocks = {k: b for k, b in blocks.items() if not k.endswith("_real_eval") and b.get("per_class")}
+        sample_blocks = {k: b for k, b in blocks.items() if "_real" not in k and b.get("per_class")}
         if sample_blocks:
             classes = sorted({c for b in sample_blocks.values() for c in b["per_class"]})
             body += ("\n\nPer-class sample accuracy: how often a nearest-neighbour classifier on the real train "
