@@ -14,6 +14,7 @@ import pytest
 import torch
 from accelerate.state import AcceleratorState, GradientState
 
+from tokenizer_helpers import tiny_prior
 from sweettok.config import ConfigError, load_config, to_dataclass
 from sweettok.data.demo import DemoSpec, make_demo_dataset
 from sweettok.data.index_dataset import IndexDataset, TokenizerMismatchError, read_shard, shard_name
@@ -42,12 +43,7 @@ def reset_accelerate() -> None:
 
 
 def _prior(num_first: int, num_second: int, pos: tuple[str, str], seed: int) -> Prior:
-    g = torch.Generator().manual_seed(seed)
-    edges = torch.stack([torch.randint(0, num_first, (3 * num_first,), generator=g),
-                         torch.randint(num_first, num_first + num_second, (3 * num_first,), generator=g)], dim=1)
-    return Prior([f"{pos[0]}{i}" for i in range(num_first)], [f"{pos[1]}{i}" for i in range(num_second)],
-                 pos[0], pos[1], torch.randn(num_first + num_second, 16, generator=g), edges,
-                 [20] * (num_first + num_second))
+    return tiny_prior(num_first, num_second, 16, pos, seed)
 
 
 def overrides(assets: dict) -> list[str]:

@@ -119,22 +119,23 @@ def _summarise(keys: list[str], limit: int = 12) -> str:
     return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
 
 
-def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, Tensor], source: str) -> None:
-    """``model.load_state_dict(strict=True)`` with one error listing missing, unexpected and mis-shaped keys."""
+def check_state_dict(model: nn.Module, state_dict: Mapping[str, Tensor], source: str, hint: str = "") -> None:
+    """Raise one error listing the missing, unexpected and mis-shaped keys of ``state_dict`` for ``model``."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected))
     shapes = sorted(f"{k} (checkpoint {tuple(state_dict[k].shape)}, model {tuple(expected[k].shape)})"
                     for k in set(expected) & set(state_dict) if state_dict[k].shape != expected[k].shape)
-    if missing or unexpected or shapes:
-        parts = [f"{source} does not fit the model"]
-        if missing:
-            parts.append(f"missing keys ({len(missing)}): {_summarise(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys ({len(unexpected)}): {_summarise(unexpected)}")
-        if shapes:
-            parts.append(f"shape mismatches ({len(shapes)}): {_summarise(shapes)}")
-        raise CheckpointMismatchError("; ".join(parts) + ". Check that the proxy config matches the checkpoint.")
+    problems = [f"{what} ({len(keys)}): {_summarise(keys)}"
+                for what, keys in (("missing keys", missing), ("unexpected keys", unexpected),
+                                   ("shape mismatches", shapes)) if keys]
+    if problems:
+        raise CheckpointMismatchError(f"{source} does not fit the model; " + "; ".join(problems) + hint)
+
+
+def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, Tensor], source: str) -> None:
+    """``model.load_state_dict(strict=True)`` with one error listing missing, unexpected and mis-shaped keys."""
+    check_state_dict(model, state_dict, source, ". Check that the config matches the checkpoint.")
     model.load_state_dict(state_dict, strict=True)
 
 

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from sweettok.config import ProxyConfig, TokenizerConfig, to_dataclass
 from sweettok.models.key_mapping import STACK_RULES, rename_keys
 from sweettok.models.proxy_convert import (
-    CheckpointMismatchError, load_state_dict_strict, omnitokenizer_to_ours, read_proxy_state_dict)
+    check_state_dict, load_state_dict_strict, omnitokenizer_to_ours, read_proxy_state_dict)
 from sweettok.models.tokenizer import SweetTok, check_prior_files
 from sweettok.quantizers import build_quantizer
 
@@ -126,26 +126,12 @@ def build_and_load(state_dict: Mapping[str, Tensor], cfg: TokenizerConfig, proxy
     pixel = any(k.startswith("pixel.") for k in state_dict)
     with torch.device("meta"):
         model = SweetTok(cfg, proxy, pixel_decoder=pixel, quantizers=quantizers)
-    check_state_dict(model, state_dict, source)
+    check_state_dict(model, state_dict, source, ". Check that model.tokenizer matches the checkpoint.")
     model.load_state_dict(state_dict, strict=True, assign=True)
     left = [name for name, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_meta]
     if left:
         raise RuntimeError(f"{source}: tensors left uninitialised after loading: {left[:5]}")
     return model
-
-
-def check_state_dict(model: nn.Module, state_dict: Mapping[str, Tensor], source: str) -> None:
-    """One error naming the missing, unexpected and mis-shaped keys of ``state_dict`` for ``model``."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(expected))
-    shapes = sorted(f"{k} (checkpoint {tuple(state_dict[k].shape)}, model {tuple(expected[k].shape)})"
-                    for k in set(expected) & set(state_dict) if state_dict[k].shape != expected[k].shape)
-    problems = [f"{what} ({len(keys)}): {', '.join(keys[:8])}{' ...' if len(keys) > 8 else ''}"
-                for what, keys in (("missing keys", missing), ("unexpected keys", unexpected),
-                                   ("shape mismatches", shapes)) if keys]
-    if problems:
-        raise CheckpointMismatchError(f"{source} does not fit the tokenizer config: " + "; ".join(problems))
 
 
 def load_pixel_decoder_from_proxy(model: SweetTok, path: str | os.PathLike) -> None:
