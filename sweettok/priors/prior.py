@@ -3,8 +3,10 @@
 Our format is two files sharing a stem: ``<name>.safetensors`` (``vectors`` (N, D) float32 and
 ``edges`` (E, 2) int64) and ``<name>.json`` (words, POS names, frequencies, embedding model, edge
 source). Nodes are numbered [first POS | second POS]: adjectives then nouns (spatial) or adverbs then
-verbs (temporal), the original's order. Edges are undirected (first node, second node) pairs; the GCN
-makes them symmetric.
+verbs (temporal), the original's order. Edges are undirected node pairs; the GCN makes them symmetric.
+``Prior.duplicate_edges`` says how repeated pairs count: ``merge`` (our builder's clean rule: a pair
+is one edge however often it is listed) or ``count`` (the original's graph: every copy counts in
+the degree and the aggregation, as PyG's GCNConv does with a duplicated edge list).
 
 The original SweetTok pickles (``adj_noun_word_knowledge_qwen.pkl``, ...) load too, through a
 restricted unpickler that only resolves the globals needed to rebuild numpy arrays and torch tensors
@@ -30,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 PRIOR_FORMAT = "sweettok-mlc-prior"
 PRIOR_VERSION = 1
+DUPLICATE_EDGE_RULES = ("merge", "count")
 
 
 @dataclass
@@ -44,8 +47,11 @@ class Prior:
     edges: torch.Tensor  # (E, 2) int64, node numbering [first | second]
     frequencies: list[int]  # (N1 + N2,)
     meta: dict[str, Any] = field(default_factory=dict)  # embedding_model, edge_source, source file, ...
+    duplicate_edges: str = "merge"  # merge (our builder) | count (an original pickle's graph)
 
     def __post_init__(self) -> None:
+        if self.duplicate_edges not in DUPLICATE_EDGE_RULES:
+            raise ValueError(f"prior duplicate_edges={self.duplicate_edges!r}: expected one of {DUPLICATE_EDGE_RULES}")
         num_nodes = len(self.first_words) + len(self.second_words)
         if self.vectors.ndim != 2 or self.vectors.shape[0] != num_nodes:
             raise ValueError(f"prior vectors: expected shape ({num_nodes}, D), got {tuple(self.vectors.shape)}")
@@ -93,7 +99,7 @@ def save_prior(prior: Prior, path: str | Path) -> tuple[Path, Path]:
         "first_frequencies": prior.frequencies[: prior.num_first],
         "second_frequencies": prior.frequencies[prior.num_first:],
         "embedding_dim": prior.embedding_dim, "num_edges": int(prior.edges.shape[0]),
-        "meta": prior.meta,
+        "duplicate_edges": prior.duplicate_edges, "meta": prior.meta,
     }
     json_path.write_text(json.dumps(record, indent=1), encoding="utf-8")
     return tensors_path, json_path
@@ -124,7 +130,8 @@ def load_prior(path: str | Path) -> Prior:
     return Prior(first_words=record["first_words"], second_words=record["second_words"],
                  first_pos=record["first_pos"], second_pos=record["second_pos"],
                  vectors=tensors["vectors"].float(), edges=tensors["edges"].long(),
-                 frequencies=list(record["first_frequencies"]) + list(record["second_frequencies"]), meta=meta)
+                 frequencies=list(record["first_frequencies"]) + list(record["second_frequencies"]), meta=meta,
+                 duplicate_edges=record.get("duplicate_edges", "merge"))
 
 
 # ----------------------------------------------------------------------------- original pickle layout
@@ -188,10 +195,9 @@ def _as_vector(value: Any) -> torch.Tensor:
 def prior_from_original(data: dict[str, Any], layout: str, min_frequency: int = 10, source: str = "") -> Prior:
     """Apply the original's vocabulary filters and node order to a pickle dict (spatial or temporal)."""
     first_pos, second_pos, first_num, second_num, edges_key, first_vec, second_vec = ORIGINAL_LAYOUTS[layout]
-    if layout == "spatial":  # adjectives > min_frequency; nouns > min_frequency that are not adjectives
+    if layout == "spatial":  # adjectives > min_frequency; nouns > min_frequency not spelled like any adjective key
         first = [w for w, c in data[first_num].items() if c > min_frequency]
-        first_set = set(first)
-        second = [w for w, c in data[second_num].items() if c > min_frequency and w not in first_set]
+        second = [w for w, c in data[second_num].items() if c > min_frequency and w not in data[first_num]]
     else:  # temporal: every adverb and every verb
         first, second = list(data[first_num]), list(data[second_num])
     missing = [f"{first_pos} {w!r}" for w in first if w not in data[first_vec]]
@@ -201,19 +207,25 @@ def prior_from_original(data: dict[str, Any], layout: str, min_frequency: int = 
                          + ", ".join(missing[:20]) + (" ..." if len(missing) > 20 else ""))
     vectors = torch.stack([_as_vector(data[first_vec][w]) for w in first]
                           + [_as_vector(data[second_vec][w]) for w in second])
-    first_index = {w: i for i, w in enumerate(first)}
-    second_index = {w: len(first) + i for i, w in enumerate(second)}
-    pairs = set()
-    for a, b in data[edges_key]:  # (adjective, noun) or (verb, adverb): accept either order
-        if a in first_index and b in second_index:
-            pairs.add((first_index[a], second_index[b]))
-        elif b in first_index and a in second_index:
-            pairs.add((first_index[b], second_index[a]))
-    edges = torch.tensor(sorted(pairs), dtype=torch.long).reshape(-1, 2)
+    edges = original_edges(data[edges_key], first + second)
     frequencies = [int(data[first_num][w]) for w in first] + [int(data[second_num][w]) for w in second]
     meta = {"embedding_model": "unknown (original SweetTok pickle)", "source": source,
             "edge_source": {"kind": "original_pickle", "key": edges_key}, "min_frequency": min_frequency}
-    return Prior(first, second, first_pos, second_pos, vectors, edges, frequencies, meta)
+    return Prior(first, second, first_pos, second_pos, vectors, edges, frequencies, meta, duplicate_edges="count")
+
+
+def original_edges(pairs: Any, words: list[str]) -> torch.Tensor:
+    """The original's edge list (E, 2): both ends looked up in one word -> node dict over ``words``.
+
+    ``words`` is the node order [first | second]. One dictionary (a word listed twice keeps its last
+    node) means an (adjective, noun) pair whose noun was dropped for also being an adjective key
+    attaches to that adjective, possibly as a self-loop; pairs with an end outside the vocabulary are
+    dropped; duplicates are kept (the GCN counts them, ``duplicate_edges="count"``). Symmetrising is
+    left to the GCN, which adds each pair in both directions as the original does.
+    """
+    node = {w: i for i, w in enumerate(words)}
+    kept = [(node[a], node[b]) for a, b in pairs if a in node and b in node]
+    return torch.tensor(kept, dtype=torch.long).reshape(-1, 2)
 
 
 def load_original_prior(path: str | Path, min_frequency: int = 10) -> Prior:
