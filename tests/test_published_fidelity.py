@@ -123,7 +123,7 @@ def test_duplicate_edge_rule_survives_our_file_format(tmp_path):
 
 
 def test_decoder_temporal_norms_frozen_and_out_of_the_optimizer():
-    """The temporal layers' norm_out stays in the state dict but trains nowhere; every trainable tensor gets a grad."""
+    """The temporal layers' norm_out stays in the state dict (strict loading) but is frozen, out of the optimizer."""
     model = demo_model(seed=0).train()
     names = [f"decoder.temporal_cross.{k}.norm_out.gamma" for k in range(len(model.decoder.temporal_cross))]
     state = model.state_dict()
@@ -132,10 +132,7 @@ def test_decoder_temporal_norms_frozen_and_out_of_the_optimizer():
     optimizer = build_optimizer(model, OptimizerConfig())
     in_optimizer = {id(p) for group in optimizer.param_groups for p in group["params"]}
     assert not any(id(params[name]) in in_optimizer for name in names)
-    logits, out = model(demo_clip(batch=1, seed=0))
-    (logits.square().mean() + out.loss).backward()
-    no_grad = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
-    assert no_grad == []  # DDP would need find_unused_parameters for any of these
+    # (that every trainable tensor still gets a gradient: test_tokenizer.py::test_stage1_backward_...)
 
 
 def test_decoder_ignores_temporal_norm_gains():
