@@ -103,6 +103,7 @@ def build_from_original(state_dict: Mapping[str, Tensor], cfg: TokenizerConfig, 
     """A SweetTok holding an original state dict (strict; stage 2 when it has ``pixel_*`` keys).
 
     Sets ``peg_layout="original"``: the original temporal stack was trained with the PEG quirk.
+    Returns the model in eval mode without gradients (GCN dropout off: indices are deterministic).
     """
     if cfg.peg_layout != "original":
         logger.info("loading original SweetTok weights: tokenizer.peg_layout %r -> 'original'", cfg.peg_layout)
@@ -117,7 +118,8 @@ def build_and_load(state_dict: Mapping[str, Tensor], cfg: TokenizerConfig, proxy
 
     The modules are built on the meta device and take the checkpoint tensors as they are, so
     nothing is initialised only to be overwritten (the quantizers, which hold the priors' graph in
-    non-persistent buffers, are built for real).
+    non-persistent buffers, are built for real). Returns the model in eval mode with
+    ``requires_grad=False`` everywhere (call ``.train()`` / ``requires_grad_()`` to fine-tune it).
     """
     if quantizers is None:
         check_prior_files(cfg.spatial_quantizer, "model.tokenizer.spatial_quantizer")
@@ -131,7 +133,7 @@ def build_and_load(state_dict: Mapping[str, Tensor], cfg: TokenizerConfig, proxy
     left = [name for name, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_meta]
     if left:
         raise RuntimeError(f"{source}: tensors left uninitialised after loading: {left[:5]}")
-    return model
+    return model.eval().requires_grad_(False)
 
 
 def load_pixel_decoder_from_proxy(model: SweetTok, path: str | os.PathLike) -> None:
@@ -192,7 +194,7 @@ def load_pretrained(directory: str | os.PathLike, map_location: str = "cpu") -> 
     The MLC prior paths inside the config are resolved relative to the current directory, or else
     to the export folder and its parents (so an export inside the repository loads from anywhere).
     A weights file in the original layout is converted. Stage 2 (pixel decoder) is detected from
-    the keys. Returns the model in eval mode.
+    the keys. Returns the model in eval mode without gradients.
     """
     from sweettok.training.checkpoint import load_export  # training imports models, not the reverse
 
