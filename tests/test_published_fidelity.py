@@ -194,3 +194,96 @@ def test_paper_configs_use_the_original_loss_placement(config, placement):
     cfg = load_config(REPO / config)
     tokenizer = cfg.model.tokenizer
     assert tokenizer.spatial_quantizer.loss_placement == tokenizer.temporal_quantizer.loss_placement == placement
+
+
+# ----------------------------------------------------------------------------- loaders: eval mode, prior files
+
+
+@pytest.mark.parametrize("configured, present", [
+    ("mlc_codebook_noun_adj.pkl", "adj_noun_word_knowledge_qwen.pkl"),  # README name -> the code's name
+    ("adj_noun_word_knowledge_qwen.pkl", "mlc_codebook_noun_adj.pkl"),
+    ("mlc_codebook_verb_adv.pkl", "big_nlp_word_knowledge_clip_video_qwen.pkl"),
+])
+def test_both_published_prior_names_are_accepted(tmp_path, configured, present):
+    data = shadowed_noun_pickle() if "noun" in present else {
+        "adverb_code_book_num": {"fast": 3}, "verb_code_book_num": {"run": 2}, "verb_adverb_edges": [("run", "fast")],
+        "adverb_vec": {"fast": torch.ones(4)}, "verb_vec": {"run": torch.zeros(4)}}
+    (tmp_path / present).write_bytes(pickle.dumps(data))
+    prior = load_prior(tmp_path / configured)
+    assert prior.meta["source"] == str(tmp_path / present)
+
+
+def test_missing_pickle_does_not_fall_back_to_our_prior(tmp_path):
+    path = tmp_path / "adj_noun_word_knowledge_qwen.pkl"
+    path.write_bytes(pickle.dumps(shadowed_noun_pickle()))
+    save_prior(load_prior(path), tmp_path / "mlc_codebook_noun_adj")  # ours, same stem as the README name
+    path.unlink()
+    with pytest.raises(FileNotFoundError, match=r"mlc_codebook_noun_adj\.pkl.*mlc_codebook_noun_adj\.json.*"
+                                                r"meaningless.*prior=.*mlc_codebook_noun_adj \(no suffix\)"):
+        load_prior(tmp_path / "mlc_codebook_noun_adj.pkl")
+    assert load_prior(tmp_path / "mlc_codebook_noun_adj").first_words == ["red", "big"]  # the explicit opt-in
+
+
+def test_our_stem_does_not_fall_back_to_a_pickle(tmp_path):
+    (tmp_path / "spatial.pkl").write_bytes(pickle.dumps(shadowed_noun_pickle()))
+    with pytest.raises(FileNotFoundError, match=r"spatial\.json.*spatial\.pkl is an original pickle.*prior=.*spatial\.pkl"):
+        load_prior(tmp_path / "spatial")
+    assert load_prior(tmp_path / "spatial.pkl").num_first == 2
+
+
+def test_prior_width_mismatch_names_the_prior_file(tmp_path):
+    """A checkpoint trained on 64-d word vectors against a 32-d prior: the message is about the prior file."""
+    from test_tokenizer_convert import fabricated_state_dict  # noqa: PLC0415
+
+    from sweettok.config import ProxyConfig, TokenizerConfig
+    from sweettok.models.proxy_convert import CheckpointMismatchError
+    from sweettok.models.tokenizer_convert import build_from_original
+    from tokenizer_helpers import tiny_prior
+
+    save_prior(tiny_prior(6, 7, 32, ("adjective", "noun")), tmp_path / "spatial")
+    save_prior(tiny_prior(5, 8, 64, ("adverb", "verb")), tmp_path / "temporal")
+    cfg = TokenizerConfig()
+    cfg.spatial_quantizer.prior, cfg.temporal_quantizer.prior = str(tmp_path / "spatial"), str(tmp_path / "temporal")
+    with pytest.raises(CheckpointMismatchError, match=rf"prior file {tmp_path / 'spatial'} has 32-d word vectors.*"
+                                                      r"trained on 64-d.*spatial_quantizer\.prior"):
+        build_from_original(fabricated_state_dict(1), cfg, ProxyConfig())
+
+
+# ----------------------------------------------------------------------------- published proxy layout
+
+
+def published_proxy_file(tmp_path: Path, **cfg_changes) -> Path:
+    """A demo-size proxy in the published OmniTokenizer layout, as a Lightning checkpoint."""
+    from test_proxy_checkpoint import demo_cfg  # noqa: PLC0415
+
+    from sweettok.models.proxy import ProxyTokenizer
+    from sweettok.models.proxy_convert import ours_to_omnitokenizer
+
+    torch.manual_seed(0)
+    model = ProxyTokenizer(demo_cfg(peg_layout="original", legacy_position_bias=True, **cfg_changes))
+    path = tmp_path / "imagenet_ucf.ckpt"
+    torch.save({"state_dict": ours_to_omnitokenizer(model.state_dict())}, path)
+    return path
+
+
+@pytest.mark.parametrize("legacy_position_bias", [False, True])
+def test_published_proxy_under_stage0_settings_is_refused_with_the_setting(tmp_path, legacy_position_bias):
+    """configs/*/proxy.yaml (peg_layout correct) must not load a published file silently wrong."""
+    from test_proxy_checkpoint import demo_cfg  # noqa: PLC0415
+
+    from sweettok.models.proxy_convert import CheckpointMismatchError, load_proxy_checkpoint
+
+    path = published_proxy_file(tmp_path)
+    cfg = demo_cfg(peg_layout="correct", legacy_position_bias=legacy_position_bias)
+    with pytest.raises(CheckpointMismatchError,
+                       match=r"published OmniTokenizer layout.*model\.proxy\.peg_layout=original "
+                             r"model\.proxy\.legacy_position_bias=true"):
+        load_proxy_checkpoint(path, cfg)
+    model = load_proxy_checkpoint(path, demo_cfg(peg_layout="original", legacy_position_bias=True))
+    assert not model.training and model.cfg.peg_layout == "original"
+
+
+def test_stage0_proxy_config_quirks_are_off():
+    """The premise of the refusal: the stage-0 config turns the quirks off, the base proxy config has them on."""
+    assert load_config(REPO / "configs/ucf101/proxy.yaml").model.proxy.peg_layout == "correct"
+    assert load_config(REPO / "configs/ucf101/stage1.yaml").model.proxy.peg_layout == "original"

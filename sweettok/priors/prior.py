@@ -105,23 +105,62 @@ def save_prior(prior: Prior, path: str | Path) -> tuple[Path, Path]:
     return tensors_path, json_path
 
 
-def load_prior(path: str | Path) -> Prior:
-    """Load a prior: ours (stem, ``.json`` or ``.safetensors``) or an original ``.pkl``.
+# The two original pickles, each under the name the original code reads and the one its README gives.
+ORIGINAL_PRIOR_NAMES = (("adj_noun_word_knowledge_qwen.pkl", "mlc_codebook_noun_adj.pkl"),
+                        ("big_nlp_word_knowledge_clip_video_qwen.pkl", "mlc_codebook_verb_adv.pkl"))
+PICKLE_SUFFIXES = (".pkl", ".pickle", ".pt")
+DIFFERENT_PRIOR = "weights trained on one prior are meaningless on another"
 
-    A ``.pkl`` path that does not exist falls back to our files with the same stem, so configs naming
-    the original file names work with priors built by scripts/build_codebook_priors.py.
+
+def _other_names(name: str) -> list[str]:
+    """The other published name(s) of an original pickle file name."""
+    return [other for pair in ORIGINAL_PRIOR_NAMES if name in pair for other in pair if other != name]
+
+
+def find_prior(path: str | Path) -> Path:
+    """The prior a configured path names, taken literally: a pickle path is an original pickle (under
+    either of its published names), anything else our ``.json`` + ``.safetensors`` pair (returns the stem).
+
+    There is no fallback between the two kinds: a missing ``.pkl`` is refused even when our prior of
+    the same stem exists (and the reverse), naming both files, since the graphs and word vectors differ.
     """
     path = Path(path)
-    stem = path.with_suffix("") if path.suffix in (".pkl", ".pickle", ".pt") else _stem(path)
-    json_path, tensors_path = stem.with_name(stem.name + ".json"), stem.with_name(stem.name + ".safetensors")
-    if path.suffix in (".pkl", ".pickle", ".pt") and (path.is_file() or not json_path.is_file()):
-        return load_original_prior(path)
-    if not json_path.is_file() or not tensors_path.is_file():
-        if stem.with_name(stem.name + ".pkl").is_file():
-            return load_original_prior(stem.with_name(stem.name + ".pkl"))
+    if path.suffix in PICKLE_SUFFIXES:
+        candidates = [path] + [path.with_name(name) for name in _other_names(path.name)]
+        for candidate in candidates:
+            if candidate.is_file():
+                return candidate
+        stem = path.with_suffix("")
+        tried = " or ".join(str(c) for c in candidates)
+        if stem.with_name(stem.name + ".json").is_file():
+            raise FileNotFoundError(
+                f"MLC prior {tried} not found. {stem}.json is a prior built by this project, not the original "
+                f"pickle, and {DIFFERENT_PRIOR}: to load released weights put the original pickle at {path}; to "
+                f"train with our prior instead, name it explicitly as prior={stem} (no suffix)")
         raise FileNotFoundError(
-            f"MLC prior {stem} not found (expected {json_path.name} + {tensors_path.name}, or {stem.name}.pkl); "
-            "build it with `python scripts/build_codebook_priors.py` (see codebook_priors/README.md)")
+            f"MLC prior pickle {tried} not found (the original SweetTok release's codebook_priors/*.pkl; "
+            "see codebook_priors/README.md), or build ours with `python scripts/build_codebook_priors.py`")
+    stem = _stem(path)
+    json_path, tensors_path = stem.with_name(stem.name + ".json"), stem.with_name(stem.name + ".safetensors")
+    if json_path.is_file() and tensors_path.is_file():
+        return stem
+    pickle_path = stem.with_name(stem.name + ".pkl")
+    if pickle_path.is_file():
+        raise FileNotFoundError(
+            f"MLC prior {stem} not found (expected {json_path.name} + {tensors_path.name}). {pickle_path} is an "
+            f"original pickle, and {DIFFERENT_PRIOR}: to use it, name it explicitly as prior={pickle_path}")
+    raise FileNotFoundError(
+        f"MLC prior {stem} not found (expected {json_path.name} + {tensors_path.name}, or name an original "
+        ".pkl); build it with `python scripts/build_codebook_priors.py` (see codebook_priors/README.md)")
+
+
+def load_prior(path: str | Path) -> Prior:
+    """Load a prior: ours (stem, ``.json`` or ``.safetensors``) or an original ``.pkl`` (see ``find_prior``)."""
+    found = find_prior(path)
+    if found.suffix in PICKLE_SUFFIXES:
+        return load_original_prior(found)
+    stem = found
+    json_path, tensors_path = stem.with_name(stem.name + ".json"), stem.with_name(stem.name + ".safetensors")
     record = json.loads(json_path.read_text(encoding="utf-8"))
     if record.get("format") != PRIOR_FORMAT:
         raise ValueError(f"{json_path}: not an MLC prior (format={record.get('format')!r})")
