@@ -233,8 +233,6 @@ def test_our_stem_does_not_fall_back_to_a_pickle(tmp_path):
 
 def test_prior_width_mismatch_names_the_prior_file(tmp_path):
     """A checkpoint trained on 64-d word vectors against a 32-d prior: the message is about the prior file."""
-    from test_tokenizer_convert import fabricated_state_dict  # noqa: PLC0415
-
     from sweettok.config import ProxyConfig, TokenizerConfig
     from sweettok.models.proxy_convert import CheckpointMismatchError
     from sweettok.models.tokenizer_convert import build_from_original
@@ -246,7 +244,8 @@ def test_prior_width_mismatch_names_the_prior_file(tmp_path):
     cfg.spatial_quantizer.prior, cfg.temporal_quantizer.prior = str(tmp_path / "spatial"), str(tmp_path / "temporal")
     with pytest.raises(CheckpointMismatchError, match=rf"prior file {tmp_path / 'spatial'} has 32-d word vectors.*"
                                                       r"trained on 64-d.*spatial_quantizer\.prior"):
-        build_from_original(fabricated_state_dict(1), cfg, ProxyConfig())
+        # the width is checked before anything else, so the GCN weight alone is enough here
+        build_from_original({"quantize.gcn.conv1.lin.weight": torch.zeros(256, 64)}, cfg, ProxyConfig())
 
 
 # ----------------------------------------------------------------------------- published proxy layout
