@@ -82,7 +82,7 @@ def _is_original_layout(state_dict: Mapping[str, Tensor]) -> bool:
                for k in state_dict)
 
 
-def _torch_load(path: Path) -> object:
+def safe_torch_load(path: Path) -> object:
     """torch.load with weights_only=True and only SAFE_GLOBALS allow-listed; clear error otherwise."""
     try:
         with torch.serialization.safe_globals(SAFE_GLOBALS):
@@ -111,7 +111,7 @@ def read_proxy_weights(path: str | os.PathLike) -> tuple[dict[str, Tensor], bool
     if path.suffix == ".safetensors":
         raw: object = load_file(str(path))
     else:
-        raw = _torch_load(path)
+        raw = safe_torch_load(path)
     if isinstance(raw, Mapping) and "state_dict" in raw:
         raw = raw["state_dict"]  # Lightning nesting
     if not isinstance(raw, Mapping) or not all(isinstance(v, Tensor) for v in raw.values()):

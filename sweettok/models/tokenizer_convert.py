@@ -21,13 +21,14 @@ from pathlib import Path
 from typing import Mapping, Optional
 
 import torch
+from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from sweettok.config import ProxyConfig, TokenizerConfig, to_dataclass
-from sweettok.models.key_mapping import STACK_RULES, rename_keys
+from sweettok.models.key_mapping import STACK_RULES, invert_rules, rename_keys
 from sweettok.models.proxy_convert import (
-    CheckpointMismatchError, check_published_quirks, check_state_dict, load_state_dict_strict, omnitokenizer_to_ours, published_quirks,
-    read_proxy_weights)
+    CheckpointMismatchError, check_published_quirks, check_state_dict, load_state_dict_strict, omnitokenizer_to_ours,
+    ours_to_omnitokenizer, published_quirks, read_proxy_weights, safe_torch_load)
 from sweettok.models.tokenizer import SweetTok, check_prior_files
 from sweettok.priors.prior import find_prior
 from sweettok.quantizers import build_quantizer
@@ -92,6 +93,38 @@ def original_to_ours(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
     if dropped:
         logger.info("dropped %d unused original keys (%s...)", len(dropped), dropped[0])
     return out
+
+
+def ours_to_original(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Our tokenizer keys back to the original SweetTok_Compact names (the inverse of ``original_to_ours``)."""
+    main = {k: v for k, v in state_dict.items() if not k.startswith("pixel.")}
+    main = {k: v[:, :, None, None] if k in CONV_1X1 and v.ndim == 2 else v for k, v in main.items()}
+    out = rename_keys(main, invert_rules(PREFIX_RULES + STACK_RULES))
+    pixel = {k[len("pixel."):]: v for k, v in state_dict.items() if k.startswith("pixel.")}
+    out.update({"pixel_" + k: v for k, v in ours_to_omnitokenizer(pixel).items()})
+    return out
+
+
+def read_original_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
+    """A released SweetTok_Compact weights file (``.bin``/``.pt``/``.pth``: torch, weights only; or
+    ``.safetensors``) as a flat state dict; ``state_dict`` nesting and a DDP ``module.`` prefix are undone."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"SweetTok weights {path} not found (the original release's stage-1 or stage-2 "
+                                "state dict; see checkpoints/README.md)")
+    raw: object = load_file(str(path)) if path.suffix == ".safetensors" else safe_torch_load(path)
+    if isinstance(raw, Mapping) and "state_dict" in raw:
+        raw = raw["state_dict"]
+    if not isinstance(raw, Mapping) or not raw or not all(isinstance(v, Tensor) for v in raw.values()):
+        raise CheckpointMismatchError(f"{path}: expected a state dict of tensors (optionally under 'state_dict')")
+    state = dict(raw)
+    if all(k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    if not is_original_layout(state):
+        raise CheckpointMismatchError(
+            f"{path}: not an original SweetTok_Compact state dict (no latent_spatial_tokens / encoder.enc_* / "
+            f"decoder.dec_* keys; first keys {sorted(state)[:3]}); an export folder of ours needs no conversion")
+    return state
 
 
 def is_original_layout(state_dict: Mapping[str, Tensor]) -> bool:
