@@ -286,3 +286,25 @@ def test_stage0_proxy_config_quirks_are_off():
     """The premise of the refusal: the stage-0 config turns the quirks off, the base proxy config has them on."""
     assert load_config(REPO / "configs/ucf101/proxy.yaml").model.proxy.peg_layout == "correct"
     assert load_config(REPO / "configs/ucf101/stage1.yaml").model.proxy.peg_layout == "original"
+
+
+def test_counted_graph_equals_pyg_gcnconv():
+    """Cross-check with torch_geometric itself where it is installed (it is not a dependency: skipped otherwise).
+
+    The edge list is built as the original builds it: every kept pair appended in both directions.
+    """
+    pyg = pytest.importorskip("torch_geometric.nn")
+    gen = torch.Generator().manual_seed(3)
+    num_nodes = 12
+    pairs = torch.randint(0, num_nodes, (40, 2), generator=gen)  # with duplicates and self-loops
+    pairs = torch.cat([pairs, pairs[:6], torch.tensor([[4, 4], [4, 4]])])
+    edge_index = torch.cat([pairs, pairs.flip(1)]).T.contiguous()  # (2, 2E), the original's list
+    x = torch.randn(num_nodes, 7, generator=gen)
+    reference = pyg.GCNConv(7, 5)
+    torch.nn.init.normal_(reference.bias)
+    from sweettok.quantizers.gcn import GCNConv
+
+    ours = GCNConv(7, 5)
+    ours.load_state_dict(reference.state_dict())  # the published key names: lin.weight, bias
+    index, weight = normalized_adjacency(pairs, num_nodes, count_duplicates=True)
+    torch.testing.assert_close(ours(x, index, weight), reference(x, edge_index), rtol=1e-6, atol=1e-6)
