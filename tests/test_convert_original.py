@@ -9,6 +9,7 @@ indices and pixels as that model, through ``sweettok.from_pretrained`` and throu
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import subprocess
 import sys
@@ -94,7 +95,13 @@ def test_converted_export_runs_through_the_cli(converted):
 
 
 def test_export_folder_is_refused_as_input(converted, tmp_path):
-    run = convert(converted["root"], converted["export"] / "model.safetensors", tmp_path / "again")
-    assert run.returncode != 0
-    assert "not an original SweetTok_Compact state dict" in run.stderr
-    assert len(run.stderr.strip().splitlines()) == 1  # one line, no traceback
+    """Bad input: one clear line and a non-zero exit (in process: the script's main, as the subprocess runs it)."""
+    spec = importlib.util.spec_from_file_location("convert_original", SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    with pytest.raises(SystemExit) as exit_:
+        script.main(["--weights", str(converted["export"] / "model.safetensors"), "--config",
+                     str(REPO / "configs/demo/stage2.yaml"), "--out", str(tmp_path / "again")])
+    message = str(exit_.value.code)
+    assert message.startswith("error: ") and "not an original SweetTok_Compact state dict" in message
+    assert "\n" not in message and not (tmp_path / "again").exists()
