@@ -141,7 +141,7 @@ def check_published_quirks(state_dict: Mapping[str, Tensor], cfg: ProxyConfig, s
         setting = " ".join(f"{prefix}.{k}={str(v).lower()}" for k, v in wanted.items())
         raise CheckpointMismatchError(
             f"{source} is in the published OmniTokenizer layout, trained with "
-            + ", ".join(f"{k}={v}" for k, v in wanted.items()) + f"; the config says "
+            + ", ".join(f"{k}={v}" for k, v in wanted.items()) + "; the config says "
             + ", ".join(f"{k}={getattr(cfg, k)}" for k in wrong) + f". Load it with {setting} "
             "(the configs/base/proxy.yaml defaults; the stage-0 configs turn them off to train from scratch)")
 
