@@ -94,7 +94,10 @@ class QuantizerConfig:
     gcn_hidden: int = 256
     gcn_dropout: float = 0.5
     top_k: int = 2  # first-POS half takes the mean of its top-k nearest codes
-    beta: float = 0.25  # commitment weight
+    beta: float = 0.25  # weight of one of the two VQ loss terms; which one: loss_placement
+    # standard: codebook term 1, encoder (commitment) term beta (VQ-VAE);
+    # legacy: encoder term 1, codebook term beta (the original SweetTok's placement; the paper configs)
+    loss_placement: str = "standard"
     codebook_size: int = 1024  # vq only: codes per half
     l2_norm_codes: bool = False  # vq only
     # Anti-collapse (not in the original; 0 = off): maximise the entropy of the batch's average soft

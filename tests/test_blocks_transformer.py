@@ -59,10 +59,26 @@ def test_external_temporal_layers_regroup_and_run_after_chosen_layers():
     vs = (B, T, H, W)
     y = stack.layers[0](x, vs)
     seq = y.reshape(B, T, H * W, D).permute(0, 2, 1, 3).reshape(B * H * W, T, D)
-    seq = temporal[0](seq, context=tctx)
+    seq = temporal[0].layers[0](seq, context=tctx)  # the original: the layer's output, not norm_out of it
     y = seq.reshape(B, H * W, T, D).permute(0, 2, 1, 3).reshape(B * T, H * W, D)
     torch.testing.assert_close(out[0], y)
     torch.testing.assert_close(out[-1], stack.norm_out(stack.layers[1](y, vs)))
+    normed = temporal[0].norm_out(seq).reshape(B, H * W, T, D).permute(0, 2, 1, 3).reshape(B * T, H * W, D)
+    assert (out[0] - normed).abs().max() > 0.1  # re-normalising would be a different model
+
+
+def test_external_temporal_output_is_not_renormalised():
+    """The temporal stack's norm_out gain has no effect on the outer stack's output (never applied)."""
+    torch.manual_seed(1)
+    stack = Transformer(_spec(block="tt", rope=True))
+    temporal = [Transformer(TransformerSpec(dim=D, block="c", heads=2, head_dim=16, axis="time", cross_num_null_kv=2))]
+    x, tctx = torch.randn(B * T, H * W, D), torch.randn(B * H * W, 1, D)
+    run = lambda: stack(x, (B, T, H, W), temporal_layers=temporal, temporal_contexts=[tctx],  # noqa: E731
+                        temporal_after=[0])
+    before = run()
+    with torch.no_grad():
+        temporal[0].norm_out.gamma.mul_(3.0)
+    torch.testing.assert_close(run(), before, rtol=0, atol=0)
 
 
 def test_causal_time_stack_ignores_later_frames():

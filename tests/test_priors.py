@@ -149,7 +149,8 @@ def test_original_pickle_loads_with_the_original_filters(tmp_path):
     assert prior.first_words == ["red", "big"]  # frequency > 10
     assert prior.second_words == ["dog", "cat"]  # > 10 and not an adjective
     assert prior.first_pos == "adjective" and prior.vectors.shape == (4, 8)
-    assert prior.edges.tolist() == [[0, 2], [1, 3]]  # out-of-vocabulary and duplicate pairs dropped
+    # out-of-vocabulary pairs dropped, the duplicate (red, dog) kept, as the original's graph
+    assert prior.edges.tolist() == [[0, 2], [1, 3], [0, 2]] and prior.duplicate_edges == "count"
 
 
 def test_original_temporal_pickle_accepts_verb_adverb_pairs(tmp_path):
@@ -160,7 +161,7 @@ def test_original_temporal_pickle_accepts_verb_adverb_pairs(tmp_path):
     path.write_bytes(pickle.dumps(data))
     prior = load_original_prior(path)
     assert (prior.first_words, prior.second_words) == (["fast"], ["run", "walk"])
-    assert prior.edges.tolist() == [[0, 1]] and prior.vectors[2, 0].item() == 2.0
+    assert prior.edges.tolist() == [[1, 0]] and prior.vectors[2, 0].item() == 2.0  # (verb, adverb) as given
 
 
 def test_original_pickle_missing_vector_is_named(tmp_path):

@@ -119,7 +119,8 @@ def test_stage1_backward_reaches_every_trainable_parameter():
     frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
     unused_norms = {f"{stack}.norm_out.gamma" for stack in ("encoder.spatial_stack", "encoder.temporal_stack",
                                                             "decoder.spatial_latent_stack",
-                                                            "decoder.temporal_latent_stack")}
+                                                            "decoder.temporal_latent_stack",
+                                                            "decoder.temporal_cross.0", "decoder.temporal_cross.1")}
     single_token = {f"{stack}.layers.{i}.attn.{name}" for stack in ("encoder.temporal_query_stack",
                                                                     "decoder.temporal_latent_stack")
                     for i in range(2) for name in ("to_q.weight", "norm.gamma", "q_scale", "k_scale")}

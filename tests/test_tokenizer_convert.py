@@ -66,6 +66,8 @@ def test_original_state_dict_loads_strictly(stage):
     model = build_from_original(original, TokenizerConfig(), ProxyConfig(), quantizers=paper_quantizers())
     assert model.has_pixel_decoder == (stage == 2)
     assert model.cfg.peg_layout == "original"  # the published temporal stack was trained with the quirk
+    assert not any(m.training for m in model.modules())  # GCN dropout off: deterministic indices
+    assert not any(p.requires_grad for p in model.parameters())
     ours = model.state_dict()
     assert len(ours) == len(original) - 4  # the never-called code_book_mapping MLP is dropped
     torch.testing.assert_close(ours["encoder.spatial_query_tokens"], original["latent_spatial_tokens"])

@@ -7,7 +7,8 @@ Paper preset (D = 512, Ls = 256, Lt = 1024 = 32*32, T' = 5, K = 8192):
     G  = mask_token + 2-D pos (32*32), repeated over the T' latent frames      ((B*T'), 1024, D)
     for i in 0..7:  G = causal PEG -> RoPE self-attn -> cross-attn(SL_i, 2 null kv) -> FF
                     if i in (1, 3, 5, 7): per position, the T' frame tokens cross-attend to their
-                    temporal latent TL_k (one-layer 'c' stack, 2 null kv)
+                    temporal latent TL_k (one-layer 'c' stack, 2 null kv; its output is used
+                    without the stack's norm_out, as the original; that norm is frozen)
     logits = Linear(K) . tanh . Linear(head_hidden) . LayerNorm (G)
 
 The original copies the spatial latents T' times before their stack; every copy is identical, so
@@ -55,6 +56,8 @@ class DQAEDecoder(nn.Module):
         self.temporal_cross = nn.ModuleList(
             Transformer(stack_spec(cfg, "c", axis="time", cross_num_null_kv=cfg.num_null_kv))
             for _ in cfg.decoder_temporal_layers)
+        for stack in self.temporal_cross:  # read without norm_out, as the original (see Transformer._run_temporal)
+            freeze_unused_norm(stack)
         self.head_norm = nn.LayerNorm(d)
         self.head_hidden = nn.Linear(d, cfg.head_hidden)
         self.head_out = nn.Linear(cfg.head_hidden, num_codes)

@@ -6,7 +6,9 @@ under ``ckpt["state_dict"]`` with the original module names, plus discriminator,
 ``context_norm`` keys that the proxy does not use, plus an ``argparse.Namespace`` of
 hyper-parameters. It is read with ``torch.load(weights_only=True)`` and only ``argparse.Namespace``
 allow-listed, so a checkpoint from the internet cannot run code. After dropping the unused keys
-and renaming, the load is strict.
+and renaming, the load is strict. A published-layout file is refused under a config without the
+quirks it was trained with (``peg_layout: original``, ``legacy_position_bias: true``), with the
+exact settings to use: loaded otherwise it would give other codes without any error.
 
     model = load_proxy_checkpoint("checkpoints/proxy_model.bin", cfg)   # frozen, eval mode
     save_proxy_safetensors(model, "proxy.safetensors")                  # our layout
@@ -80,7 +82,7 @@ def _is_original_layout(state_dict: Mapping[str, Tensor]) -> bool:
                for k in state_dict)
 
 
-def _torch_load(path: Path) -> object:
+def safe_torch_load(path: Path) -> object:
     """torch.load with weights_only=True and only SAFE_GLOBALS allow-listed; clear error otherwise."""
     try:
         with torch.serialization.safe_globals(SAFE_GLOBALS):
@@ -96,6 +98,11 @@ def _torch_load(path: Path) -> object:
 def read_proxy_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
     """Read proxy weights from a Lightning ``.ckpt``/``.bin``, a plain torch state dict or our
     ``.safetensors``; return them in our key layout, unused (discriminator, LPIPS, context_norm) keys dropped."""
+    return read_proxy_weights(path)[0]
+
+
+def read_proxy_weights(path: str | os.PathLike) -> tuple[dict[str, Tensor], bool]:
+    """``read_proxy_state_dict`` and whether the file is in the published OmniTokenizer key layout."""
     path = Path(path)
     if path.is_dir() and (path / "model.safetensors").is_file():
         path = path / "model.safetensors"  # a stage-0 export folder
@@ -104,14 +111,39 @@ def read_proxy_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
     if path.suffix == ".safetensors":
         raw: object = load_file(str(path))
     else:
-        raw = _torch_load(path)
+        raw = safe_torch_load(path)
     if isinstance(raw, Mapping) and "state_dict" in raw:
         raw = raw["state_dict"]  # Lightning nesting
     if not isinstance(raw, Mapping) or not all(isinstance(v, Tensor) for v in raw.values()):
         raise CheckpointMismatchError(f"{path}: expected a state dict of tensors (optionally under 'state_dict')")
     kept = {k: v for k, v in raw.items() if not any(s in k for s in DROPPED_SUBSTRINGS)}
     logger.info("%s: %d tensors, %d unused keys dropped", path, len(raw), len(raw) - len(kept))
-    return omnitokenizer_to_ours(kept) if _is_original_layout(kept) else dict(kept)
+    published = _is_original_layout(kept)
+    return (omnitokenizer_to_ours(kept) if published else dict(kept)), published
+
+
+def published_quirks(state_dict: Mapping[str, Tensor]) -> dict[str, object]:
+    """The ProxyConfig settings a published-layout state dict (our keys, after renaming) was trained with.
+
+    OmniTokenizer's code always had the PEG reshape quirk (``peg_layout: original``); whether its
+    time layers hold the dead position-bias MLPs is read from the keys.
+    """
+    return {"peg_layout": "original",
+            "legacy_position_bias": any(".attn.unused_position_bias." in k for k in state_dict)}
+
+
+def check_published_quirks(state_dict: Mapping[str, Tensor], cfg: ProxyConfig, source: str,
+                           prefix: str = "model.proxy") -> None:
+    """Refuse a published-layout proxy under a config without its quirks, naming the exact settings."""
+    wanted = published_quirks(state_dict)
+    wrong = {k: v for k, v in wanted.items() if getattr(cfg, k) != v}
+    if wrong:
+        setting = " ".join(f"{prefix}.{k}={str(v).lower()}" for k, v in wanted.items())
+        raise CheckpointMismatchError(
+            f"{source} is in the published OmniTokenizer layout, trained with "
+            + ", ".join(f"{k}={v}" for k, v in wanted.items()) + "; the config says "
+            + ", ".join(f"{k}={getattr(cfg, k)}" for k in wrong) + f". Load it with {setting} "
+            "(the configs/base/proxy.yaml defaults; the stage-0 configs turn them off to train from scratch)")
 
 
 def _summarise(keys: list[str], limit: int = 12) -> str:
@@ -146,8 +178,10 @@ def load_proxy_checkpoint(path: str | os.PathLike, cfg: ProxyConfig, *, with_enc
     ``with_encoder=False`` builds and loads only the pixel path (encoder keys are ignored).
     ``freeze`` puts the model in eval mode without gradients, as the stage-1 target.
     """
+    state_dict, published = read_proxy_weights(path)
+    if published:  # its quirks cannot be seen in the weights' shapes (the PEG) or make 48 keys misfit
+        check_published_quirks(state_dict, cfg, str(path))
     model = ProxyTokenizer(cfg, with_encoder=with_encoder, initialise=False)
-    state_dict = read_proxy_state_dict(path)
     if not with_encoder:
         state_dict = {k: v for k, v in state_dict.items() if not k.startswith(("encoder.", "pre_quant."))}
     load_state_dict_strict(model, state_dict, str(path))

@@ -31,6 +31,7 @@ from sweettok.models.blocks import init_weights
 from sweettok.models.decoder import DQAEDecoder
 from sweettok.models.encoder import DQAEEncoder
 from sweettok.models.proxy import ProxyTokenizer
+from sweettok.priors.prior import find_prior
 from sweettok.quantizers import build_quantizer
 from sweettok.token_layout import TokenLayout
 
@@ -53,12 +54,13 @@ def check_prior_files(cfg: QuantizerConfig, what: str) -> None:
     """Clear error when an MLC quantizer's prior file is missing (paths are relative to the cwd)."""
     if cfg.kind != "mlc":
         return
-    path = Path(cfg.prior)
-    candidates = [path, Path(str(path) + ".json"), path.with_suffix(".json")]
-    if not cfg.prior or not any(p.is_file() for p in candidates):
-        raise FileNotFoundError(
-            f"{what}.prior: MLC prior file {cfg.prior!r} not found (relative to {Path.cwd()}). Build it with "
-            f"scripts/build_codebook_priors.py or place the original pickle there; see codebook_priors/README.md")
+    if not cfg.prior:
+        raise FileNotFoundError(f"{what}.prior is empty: an MLC quantizer needs its prior file; build one with "
+                                "scripts/build_codebook_priors.py or name the original pickle (codebook_priors/README.md)")
+    try:
+        find_prior(cfg.prior)
+    except FileNotFoundError as err:  # the same rules as the loader (no fallback between prior kinds)
+        raise FileNotFoundError(f"{what}.prior: {cfg.prior!r} (relative to {Path.cwd()}): {err}") from None
 
 
 class SweetTok(nn.Module):

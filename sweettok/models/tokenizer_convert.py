@@ -21,13 +21,16 @@ from pathlib import Path
 from typing import Mapping, Optional
 
 import torch
+from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from sweettok.config import ProxyConfig, TokenizerConfig, to_dataclass
-from sweettok.models.key_mapping import STACK_RULES, rename_keys
+from sweettok.models.key_mapping import STACK_RULES, invert_rules, rename_keys
 from sweettok.models.proxy_convert import (
-    check_state_dict, load_state_dict_strict, omnitokenizer_to_ours, read_proxy_state_dict)
+    CheckpointMismatchError, check_published_quirks, check_state_dict, load_state_dict_strict, omnitokenizer_to_ours,
+    ours_to_omnitokenizer, published_quirks, read_proxy_weights, safe_torch_load)
 from sweettok.models.tokenizer import SweetTok, check_prior_files
+from sweettok.priors.prior import find_prior
 from sweettok.quantizers import build_quantizer
 
 logger = logging.getLogger(__name__)
@@ -92,6 +95,38 @@ def original_to_ours(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
     return out
 
 
+def ours_to_original(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Our tokenizer keys back to the original SweetTok_Compact names (the inverse of ``original_to_ours``)."""
+    main = {k: v for k, v in state_dict.items() if not k.startswith("pixel.")}
+    main = {k: v[:, :, None, None] if k in CONV_1X1 and v.ndim == 2 else v for k, v in main.items()}
+    out = rename_keys(main, invert_rules(PREFIX_RULES + STACK_RULES))
+    pixel = {k[len("pixel."):]: v for k, v in state_dict.items() if k.startswith("pixel.")}
+    out.update({"pixel_" + k: v for k, v in ours_to_omnitokenizer(pixel).items()})
+    return out
+
+
+def read_original_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
+    """A released SweetTok_Compact weights file (``.bin``/``.pt``/``.pth``: torch, weights only; or
+    ``.safetensors``) as a flat state dict; ``state_dict`` nesting and a DDP ``module.`` prefix are undone."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"SweetTok weights {path} not found (the original release's stage-1 or stage-2 "
+                                "state dict; see checkpoints/README.md)")
+    raw: object = load_file(str(path)) if path.suffix == ".safetensors" else safe_torch_load(path)
+    if isinstance(raw, Mapping) and "state_dict" in raw:
+        raw = raw["state_dict"]
+    if not isinstance(raw, Mapping) or not raw or not all(isinstance(v, Tensor) for v in raw.values()):
+        raise CheckpointMismatchError(f"{path}: expected a state dict of tensors (optionally under 'state_dict')")
+    state = dict(raw)
+    if all(k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    if not is_original_layout(state):
+        raise CheckpointMismatchError(
+            f"{path}: not an original SweetTok_Compact state dict (no latent_spatial_tokens / encoder.enc_* / "
+            f"decoder.dec_* keys; first keys {sorted(state)[:3]}); an export folder of ours needs no conversion")
+    return state
+
+
 def is_original_layout(state_dict: Mapping[str, Tensor]) -> bool:
     """Whether a tokenizer state dict uses the original SweetTok_Compact names."""
     return any(k.startswith(("latent_spatial_tokens", "encoder.enc_", "decoder.dec_", "pre_vq_conv_"))
@@ -102,13 +137,24 @@ def build_from_original(state_dict: Mapping[str, Tensor], cfg: TokenizerConfig, 
                         quantizers: Optional[tuple[nn.Module, nn.Module]] = None) -> SweetTok:
     """A SweetTok holding an original state dict (strict; stage 2 when it has ``pixel_*`` keys).
 
-    Sets ``peg_layout="original"``: the original temporal stack was trained with the PEG quirk.
+    Sets the quirks the weights were trained with: ``peg_layout="original"`` (the original temporal
+    stack had OmniTokenizer's PEG reshape) and, for a stage-2 file, the proxy's ``peg_layout`` and
+    ``legacy_position_bias`` of its OmniTokenizer pixel decoder; ``model.cfg`` / ``model.proxy_cfg``
+    hold the settings used. Returns the model in eval mode without gradients (GCN dropout off:
+    indices are deterministic).
     """
     if cfg.peg_layout != "original":
         logger.info("loading original SweetTok weights: tokenizer.peg_layout %r -> 'original'", cfg.peg_layout)
         cfg = dataclasses.replace(cfg, peg_layout="original")
-    return build_and_load(original_to_ours(state_dict), cfg, proxy, "original SweetTok_Compact state dict",
-                          quantizers)
+    ours = original_to_ours(state_dict)
+    pixel = {k: v for k, v in ours.items() if k.startswith("pixel.")}
+    if pixel:
+        quirks = published_quirks(pixel)
+        changed = {k: v for k, v in quirks.items() if getattr(proxy, k) != v}
+        if changed:
+            logger.info("original stage-2 SweetTok weights: proxy settings of the pixel decoder -> %s", changed)
+            proxy = dataclasses.replace(proxy, **changed)
+    return build_and_load(ours, cfg, proxy, "original SweetTok_Compact state dict", quantizers)
 
 
 def build_and_load(state_dict: Mapping[str, Tensor], cfg: TokenizerConfig, proxy: ProxyConfig, source: str,
@@ -117,12 +163,16 @@ def build_and_load(state_dict: Mapping[str, Tensor], cfg: TokenizerConfig, proxy
 
     The modules are built on the meta device and take the checkpoint tensors as they are, so
     nothing is initialised only to be overwritten (the quantizers, which hold the priors' graph in
-    non-persistent buffers, are built for real).
+    non-persistent buffers, are built for real). Returns the model in eval mode with
+    ``requires_grad=False`` everywhere (call ``.train()`` / ``requires_grad_()`` to fine-tune it).
     """
     if quantizers is None:
         check_prior_files(cfg.spatial_quantizer, "model.tokenizer.spatial_quantizer")
         check_prior_files(cfg.temporal_quantizer, "model.tokenizer.temporal_quantizer")
         quantizers = (build_quantizer(cfg.spatial_quantizer), build_quantizer(cfg.temporal_quantizer))
+    for quantizer, qcfg, name in zip(quantizers, (cfg.spatial_quantizer, cfg.temporal_quantizer),
+                                     ("spatial_quantizer", "temporal_quantizer")):
+        check_prior_width(state_dict, quantizer, f"{name}.", qcfg.prior, source)
     pixel = any(k.startswith("pixel.") for k in state_dict)
     with torch.device("meta"):
         model = SweetTok(cfg, proxy, pixel_decoder=pixel, quantizers=quantizers)
@@ -131,14 +181,35 @@ def build_and_load(state_dict: Mapping[str, Tensor], cfg: TokenizerConfig, proxy
     left = [name for name, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_meta]
     if left:
         raise RuntimeError(f"{source}: tensors left uninitialised after loading: {left[:5]}")
-    return model
+    return model.eval().requires_grad_(False)
+
+
+def check_prior_width(state_dict: Mapping[str, Tensor], quantizer: nn.Module, prefix: str, prior: str,
+                      source: str) -> None:
+    """A GCN input width that differs from the prior's word vectors means the wrong prior file: say so."""
+    key = f"{prefix}gcn.conv1.lin.weight"
+    vectors = getattr(quantizer, "word_vectors", None)
+    if key not in state_dict or vectors is None or state_dict[key].ndim != 2:
+        return
+    trained, given = int(state_dict[key].shape[1]), int(vectors.shape[1])
+    if trained != given:
+        meta = getattr(quantizer, "prior_meta", {})
+        name = prior or meta.get("path") or meta.get("source") or "(in-memory prior)"
+        raise CheckpointMismatchError(
+            f"{source}: the MLC prior file {name} has {given}-d word vectors, but the checkpoint's "
+            f"{prefix.rstrip('.')} was trained on {trained}-d ones ({key} {tuple(state_dict[key].shape)}): the "
+            f"prior file does not match the checkpoint; use the prior it was trained with "
+            f"(model.tokenizer.{prefix}prior)")
 
 
 def load_pixel_decoder_from_proxy(model: SweetTok, path: str | os.PathLike) -> None:
     """Stage-2 init: copy the proxy checkpoint's decoder, codebook and post-quant layer into ``model.pixel``."""
     if not model.has_pixel_decoder:
         raise RuntimeError("load_pixel_decoder_from_proxy: the model has no pixel decoder (pixel_decoder=True)")
-    state = {k: v for k, v in read_proxy_state_dict(path).items() if not k.startswith(("encoder.", "pre_quant."))}
+    state, published = read_proxy_weights(path)
+    if published:
+        check_published_quirks(state, model.proxy_cfg, str(path))
+    state = {k: v for k, v in state.items() if not k.startswith(("encoder.", "pre_quant."))}
     load_state_dict_strict(model.pixel, state, f"{path} (pixel decoder)")
 
 
@@ -173,7 +244,11 @@ def build_for_stage2(init_weight: str | os.PathLike, cfg: TokenizerConfig, proxy
 
 
 def _prior_exists(path: Path) -> bool:
-    return any(Path(f"{path}{suffix}").is_file() for suffix in ("", ".json", ".safetensors", ".pkl"))
+    try:
+        find_prior(path)
+        return True
+    except FileNotFoundError:
+        return False
 
 
 def _resolve_prior(prior: str, directory: Path) -> str:
@@ -192,7 +267,7 @@ def load_pretrained(directory: str | os.PathLike, map_location: str = "cpu") -> 
     The MLC prior paths inside the config are resolved relative to the current directory, or else
     to the export folder and its parents (so an export inside the repository loads from anywhere).
     A weights file in the original layout is converted. Stage 2 (pixel decoder) is detected from
-    the keys. Returns the model in eval mode.
+    the keys. Returns the model in eval mode without gradients.
     """
     from sweettok.training.checkpoint import load_export  # training imports models, not the reverse
 

@@ -136,9 +136,10 @@ class Transformer(nn.Module):
                 external temporal layer, if any), then the final normed output.
             temporal_layers / temporal_contexts / temporal_after: after layer ``temporal_after[k]``
                 the tokens are regrouped ``(b t) (h w) d -> (b h w) t d``, passed through
-                ``temporal_layers[k](tokens, video_shape=video_shape, context=temporal_contexts[k])``
-                (e.g. a one-layer ``'c'`` time ``Transformer``) and regrouped back; its output
-                replaces the tokens (no extra residual). Only for space-grouped stacks.
+                ``temporal_layers[k]`` (a time ``Transformer``, e.g. one ``'c'`` layer, with
+                ``context=temporal_contexts[k]``) and regrouped back; its last layer's output, without
+                that stack's ``norm_out``, replaces the tokens (no extra residual). Only for
+                space-grouped stacks.
         Returns:
             (B', N, D) normed output, or the list described under ``return_inter``.
         """
@@ -162,10 +163,14 @@ class Transformer(nn.Module):
 
     def _run_temporal(self, x: Tensor, video_shape: Optional[tuple[int, int, int, int]], layer: nn.Module,
                       context: Optional[Tensor]) -> Tensor:
-        """Regroup space tokens to per-position time sequences, run ``layer``, regroup back."""
+        """Regroup space tokens to per-position time sequences, run ``layer``, regroup back.
+
+        ``layer`` is a time-grouped ``Transformer``; its last layer's output is taken *without* its
+        ``norm_out``, as the original SweetTok decoder does (that norm stays, frozen, for loading).
+        """
         if self.spec.axis != "space" or video_shape is None:
             raise ValueError("external temporal layers need a space-grouped stack and video_shape")
         b, t, h, w = video_shape
         seq = rearrange(x, "(b t) (h w) d -> (b h w) t d", b=b, t=t, h=h, w=w)
-        seq = layer(seq, video_shape=video_shape, context=context)  # (B·H·W, T, D)
+        seq = layer(seq, video_shape=video_shape, context=context, return_inter=True)[-2]  # (B·H·W, T, D), un-normed
         return rearrange(seq, "(b h w) t d -> (b t) (h w) d", b=b, h=h, w=w)

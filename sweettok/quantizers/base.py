@@ -5,10 +5,13 @@ top-k nearest "first" codes (adjectives / adverbs for MLC), the second by its ne
 (nouns / verbs). Distances and losses run in float32 with autocast off, whatever the caller's
 precision, because bf16/fp16 squared distances tie or swap near neighbours.
 
-Losses are named for what they do (VQ-VAE): ``codebook_loss = mean((sg[z] - q)^2)`` moves the codes
-(here: the GCN), ``commitment_loss = beta * mean((z - sg[q])^2)`` moves the encoder. The original
-SweetTok computes the same sum but reports the two under each other's name. Each term is summed over
-the two halves, as in the original.
+Losses are named for what they do (VQ-VAE): ``codebook_loss`` (``mean((sg[z] - q)^2)``) moves the
+codes (here: the GCN), ``commitment_loss`` (``mean((z - sg[q])^2)``) moves the encoder. Where beta sits
+is ``cfg.loss_placement``: ``standard`` (VQ-VAE) weighs the codebook term 1 and the commitment term
+beta; ``legacy`` (the original SweetTok, on in the paper configs) weighs the commitment term 1 and
+the codebook term beta. The sum's value is the same either way; each side's gradient differs by
+1/beta. Each logged term includes its weight. (The original reports the two under each other's
+name.) Each term is summed over the two halves, as in the original.
 """
 
 from __future__ import annotations
@@ -81,6 +84,13 @@ def code_statistics(indices: torch.Tensor, num_codes: int) -> tuple[torch.Tensor
     return (counts > 0).float().mean(), perplexity
 
 
+# loss_placement -> beta -> (codebook-term weight, commitment-term weight)
+LOSS_PLACEMENTS = {
+    "standard": lambda beta: (1.0, beta),  # VQ-VAE: the encoder commits with beta
+    "legacy": lambda beta: (beta, 1.0),  # the original SweetTok (official_sweettok.md section 3.3)
+}
+
+
 class TwoHalfQuantizer(nn.Module):
     """Base: subclasses provide ``_code_tables()`` -> (first (N1, D), second (N2, D)) and word names."""
 
@@ -91,8 +101,12 @@ class TwoHalfQuantizer(nn.Module):
         super().__init__()
         if cfg.top_k < 1:
             raise ValueError(f"quantizer top_k must be >= 1, got {cfg.top_k}")
+        if cfg.loss_placement not in LOSS_PLACEMENTS:
+            raise ValueError(f"quantizer loss_placement={cfg.loss_placement!r}: expected one of "
+                             f"{sorted(LOSS_PLACEMENTS)} (legacy = the original SweetTok's)")
         self.cfg = cfg
         self.code_dim, self.top_k, self.beta = cfg.code_dim, cfg.top_k, cfg.beta
+        self.codebook_weight, self.commitment_weight = LOSS_PLACEMENTS[cfg.loss_placement](cfg.beta)
 
     def _code_tables(self) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
@@ -127,9 +141,9 @@ class TwoHalfQuantizer(nn.Module):
             second_indices = nearest_indices(z_second.detach(), second_codes.detach(), 1)[..., 0]  # (B, L)
             q = lookup_codes(first_codes, second_codes, first_indices, second_indices)  # (B, L, 2D)
             q_first, q_second = q.chunk(2, dim=-1)
-            codebook_loss = sum(torch.mean((zh.detach() - qh) ** 2) for zh, qh in ((z_first, q_first), (z_second, q_second)))
-            commitment_loss = self.beta * sum(torch.mean((zh - qh.detach()) ** 2)
-                                              for zh, qh in ((z_first, q_first), (z_second, q_second)))
+            halves = ((z_first, q_first), (z_second, q_second))
+            codebook_loss = self.codebook_weight * sum(torch.mean((zh.detach() - qh) ** 2) for zh, qh in halves)
+            commitment_loss = self.commitment_weight * sum(torch.mean((zh - qh.detach()) ** 2) for zh, qh in halves)
             # straight-through: the value is exactly q (so indices -> codes reproduces it), the gradient is z's
             z_q = q.detach() + (z_float - z_float.detach())
             loss = codebook_loss + commitment_loss

@@ -1,7 +1,8 @@
 """Two-layer graph convolutional network (Kipf & Welling) with PyG ``GCNConv`` parameter names.
 
 ``GCNConv`` computes ``D^-1/2 (A + I) D^-1/2 X W^T + b`` exactly as torch_geometric does by default
-(self-loops added, symmetric normalisation, ``lin`` without bias, separate ``bias``), so the original
+(self-loops added, symmetric normalisation, ``lin`` without bias, separate ``bias``; a duplicated edge
+counts once per copy when the prior says so, as an original pickle's graph does), so the original
 SweetTok ``gcn.conv1.lin.weight`` / ``gcn.conv1.bias`` / ``gcn.conv2.*`` tensors load directly.
 The normalised adjacency is precomputed once per graph (``normalized_adjacency``) and applied as a
 sparse matrix product; it is never a dense N x N matrix (N ~ 11k words in the paper priors).
@@ -13,20 +14,26 @@ import torch
 from torch import nn
 
 
-def normalized_adjacency(edges: torch.Tensor, num_nodes: int) -> tuple[torch.Tensor, torch.Tensor]:
+def normalized_adjacency(edges: torch.Tensor, num_nodes: int, count_duplicates: bool = False
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
     """Symmetric, self-looped, degree-normalised adjacency of an undirected edge list.
 
-    edges: (E, 2) node pairs (either direction, duplicates allowed). Returns ``index`` (2, E') as
-    (target, source) rows and ``weight`` (E',) = deg^-1/2[target] * deg^-1/2[source].
+    edges: (E, 2) node pairs (either direction). Each pair is added in both directions, given
+    self-loops are replaced by one unit self-loop per node (PyG's ``add_remaining_self_loops``).
+    ``count_duplicates=False`` merges repeated pairs into one edge (our priors' clean rule);
+    ``True`` counts every copy in the degree and the aggregation, as PyG's ``gcn_norm`` does with a
+    duplicated edge list (the original SweetTok graph). Returns ``index`` (2, E') as (target, source)
+    rows, unique and sorted, and ``weight`` (E',) = copies * deg^-1/2[target] * deg^-1/2[source].
     """
     edges = edges.reshape(-1, 2).long()
     edges = edges[edges[:, 0] != edges[:, 1]]  # self-loops are added once below
     both = torch.cat([edges, edges.flip(1)])  # (2E, 2) make the graph symmetric
     loops = torch.arange(num_nodes).unsqueeze(1).expand(-1, 2)
-    pairs = torch.unique(torch.cat([both, loops]), dim=0)  # (E', 2) sorted, de-duplicated
-    degree = torch.bincount(pairs[:, 0], minlength=num_nodes).float()  # >= 1 thanks to self-loops
+    pairs, copies = torch.unique(torch.cat([both, loops]), dim=0, return_counts=True)  # (E', 2) sorted
+    multiplicity = copies.float() if count_duplicates else torch.ones(len(pairs))
+    degree = torch.zeros(num_nodes).index_add_(0, pairs[:, 0], multiplicity)  # >= 1 thanks to self-loops
     inv_sqrt = degree.rsqrt()
-    weight = inv_sqrt[pairs[:, 0]] * inv_sqrt[pairs[:, 1]]
+    weight = multiplicity * inv_sqrt[pairs[:, 0]] * inv_sqrt[pairs[:, 1]]
     return pairs.T.contiguous(), weight
 
 

@@ -39,7 +39,8 @@ class MLCQuantizer(TwoHalfQuantizer):
         self.first_words, self.second_words = list(prior.first_words), list(prior.second_words)
         self.first_pos, self.second_pos = prior.first_pos, prior.second_pos
         self.gcn = GCN(prior.embedding_dim, cfg.gcn_hidden, cfg.code_dim, cfg.gcn_dropout)
-        index, weight = normalized_adjacency(prior.edges, prior.num_first + prior.num_second)
+        index, weight = normalized_adjacency(prior.edges, prior.num_first + prior.num_second,
+                                             count_duplicates=prior.duplicate_edges == "count")
         self.register_buffer("word_vectors", prior.vectors.float().clone(), persistent=False)  # (N, D_word)
         self.register_buffer("adjacency_index", index, persistent=False)  # (2, E')
         self.register_buffer("adjacency_weight", weight, persistent=False)  # (E',)
@@ -86,4 +87,4 @@ class MLCQuantizer(TwoHalfQuantizer):
 
     def extra_repr(self) -> str:
         return (f"{self.first_size} {self.first_pos} + {self.second_size} {self.second_pos} codes, "
-                f"code_dim={self.code_dim}, top_k={self.top_k}, beta={self.beta}")
+                f"code_dim={self.code_dim}, top_k={self.top_k}, beta={self.beta} ({self.cfg.loss_placement})")
