@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Callable
 
 from omegaconf import DictConfig
 
@@ -18,6 +19,7 @@ from sweettok.data.index_dataset import read_index
 from sweettok.data.lists import DatasetError
 from sweettok.data.video_dataset import VideoDataset
 from sweettok.priors.prior import load_prior
+from sweettok.training.registry import TASKS
 from sweettok.training.stage1 import STAGE0_HINT
 
 logger = logging.getLogger(__name__)
@@ -68,24 +70,51 @@ def check_videos(cfg: DictConfig) -> int:
     if len(train) < cfg.training.per_gpu_batch_size:
         raise DatasetError(f"the train split has {len(train)} clips, fewer than one batch "
                            f"(training.per_gpu_batch_size={cfg.training.per_gpu_batch_size})")
+    logger.info("preflight: %d training clips in %s", len(train), cfg.dataset.root)
     return len(train)
 
 
-def preflight(cfg: DictConfig) -> None:
-    """Every check of ``experiment.train_stage``: weights it starts from, priors, data; raises on the first failure."""
-    stage = cfg.experiment.train_stage
-    if stage in (1, 2):
-        check_proxy(cfg)
-        check_priors(cfg)
-    if stage == 1 and cfg.model.spatial_pretrain and not Path(cfg.model.spatial_pretrain).is_file():
-        raise FileNotFoundError(f"model.spatial_pretrain: {cfg.model.spatial_pretrain} not found (relative to {Path.cwd()})")
-    if stage == 0 and cfg.model.proxy.weights and not Path(cfg.model.proxy.weights).exists():
+def check_stage0(cfg: DictConfig) -> None:
+    """Proxy tokenizer: a proxy to fine-tune, when one is named, exists; the videos."""
+    if cfg.model.proxy.weights and not Path(cfg.model.proxy.weights).exists():
         raise FileNotFoundError(f"model.proxy.weights: {cfg.model.proxy.weights} not found (relative to {Path.cwd()}); "
                                 "leave it empty to train the proxy from scratch")
-    if stage == 2:
-        check_init_weight(cfg, required=True)
-    if stage == 3:
-        read_index(cfg.dataset.index_dir)
-    else:
-        clips = check_videos(cfg)
-        logger.info("preflight: %d training clips in %s", clips, cfg.dataset.root)
+    check_videos(cfg)
+
+
+def check_stage1(cfg: DictConfig) -> None:
+    """Stage 1: the proxy, the MLC priors, the optional spatial pre-training file, the videos."""
+    check_proxy(cfg)
+    check_priors(cfg)
+    if cfg.model.spatial_pretrain and not Path(cfg.model.spatial_pretrain).is_file():
+        raise FileNotFoundError(f"model.spatial_pretrain: {cfg.model.spatial_pretrain} not found (relative to {Path.cwd()})")
+    check_videos(cfg)
+
+
+def check_stage2(cfg: DictConfig) -> None:
+    """Stage 2: the stage-1 export, the proxy (pixel decoder), the MLC priors, the videos."""
+    check_init_weight(cfg, required=True)
+    check_proxy(cfg)
+    check_priors(cfg)
+    check_videos(cfg)
+
+
+def check_generator(cfg: DictConfig) -> None:
+    """Generator: the dumped indices."""
+    read_index(cfg.dataset.index_dir)
+
+
+# the checks of each registered task (sweettok.training.registry.TASKS); another task has none
+TASK_CHECKS: dict[str, Callable[[DictConfig], None]] = {
+    "sweettok.training.stage0:ProxyTask": check_stage0,
+    "sweettok.training.stage1:Stage1Task": check_stage1,
+    "sweettok.training.stage2:Stage2Task": check_stage2,
+    "sweettok.training.generator_task:GeneratorTask": check_generator,
+}
+
+
+def preflight(cfg: DictConfig) -> None:
+    """The checks of the task that trains ``experiment.train_stage``; raises on the first failure."""
+    check = TASK_CHECKS.get(TASKS.get(cfg.experiment.train_stage, ""))
+    if check is not None:
+        check(cfg)
