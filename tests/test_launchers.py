@@ -104,6 +104,9 @@ def test_explicit_config_on_cpu_runs_that_config_and_stops_at_its_first_missing_
     assert f"[sweettok] stage 1: config {UCF_STAGE1} + 1 override(s); output outputs/ucf101_stage1" in result.stdout
     assert error_lines(result.stderr) == [error_lines(result.stderr)[0]]  # one line, no traceback
     assert error_lines(result.stderr)[0].startswith(f"error: model.proxy.weights: {MISSING_PROXY} not found")
+    checked = launcher("run_train_stage1.sh", "--check-only", f"model.proxy.weights={MISSING_PROXY}",
+                       CONFIG=UCF_STAGE1, NUM_GPUS="0")
+    assert checked.returncode == 2 and error_lines(checked.stderr) == error_lines(result.stderr)
 
 
 def test_more_gpus_than_visible_are_refused():
