@@ -163,6 +163,21 @@ def test_no_data_is_one_line_before_any_model_is_built(video_folder, tmp_path, c
     assert not (tmp_path / "out").exists()  # the trainer (which writes out/config.yaml first) never started
 
 
+@pytest.mark.parametrize("config, overrides, expected", [
+    ("demo/stage2.yaml", ["experiment.init_weight="], "error: experiment.init_weight is empty: stage 2 starts from"),
+    ("demo/stage2.yaml", ["experiment.init_weight={tmp}/nothing"], "error: experiment.init_weight: {tmp}/nothing not found"),
+    ("demo/stage1.yaml", ["model.proxy.weights={tmp}", "model.tokenizer.spatial_quantizer.prior={tmp}/no_prior"],
+     "error: MLC prior {tmp}/no_prior not found"),
+    ("demo/stage1.yaml", ["model.proxy.weights="], "error: model.proxy.weights is empty: stage 1 needs the proxy"),
+    ("demo/generator_train.yaml", ["dataset.index_dir={tmp}/indices"], "error: index folder {tmp}/indices not found"),
+])
+def test_check_only_names_the_first_missing_input_of_each_stage(tmp_path, capsys, config, overrides, expected):
+    overrides = [o.format(tmp=tmp_path) for o in overrides]
+    assert train_main(f"config={ROOT / 'configs' / config}", *overrides, "--check-only") == 2
+    err = capsys.readouterr().err
+    assert err.startswith(expected.format(tmp=tmp_path)) and len(err.strip().splitlines()) == 1
+
+
 @pytest.fixture
 def fresh_accelerate_state():
     """Accelerate keeps process-wide singletons; the in-process runs get a clean one."""

@@ -38,17 +38,15 @@ def check_proxy(cfg: DictConfig) -> None:
         raise FileNotFoundError(f"model.proxy.weights: {path} not found (relative to {Path.cwd()}); {STAGE0_HINT}")
 
 
-def check_init_weight(cfg: DictConfig, required: bool) -> None:
-    """``experiment.init_weight`` (a previous stage's export) exists; empty is refused when ``required``."""
+def check_init_weight(cfg: DictConfig) -> None:
+    """``experiment.init_weight``, the stage-1 export stage 2 starts from, is set and exists."""
     path = cfg.experiment.init_weight
     if not path:
-        if required:
-            raise ConfigError("experiment.init_weight is empty: stage 2 starts from a stage-1 export folder "
-                              "(e.g. outputs/demo/stage1/export, written by `bash run_train_stage1.sh`)")
-        return
+        raise ConfigError("experiment.init_weight is empty: stage 2 starts from a stage-1 export folder "
+                          "(e.g. outputs/demo/stage1/export, written by `bash run_train_stage1.sh`)")
     if not Path(path).exists():
         raise FileNotFoundError(f"experiment.init_weight: {path} not found (relative to {Path.cwd()}); "
-                                "train the previous stage first or point it at its export folder")
+                                "run stage 1 first (`bash run_train_stage1.sh`) or point it at its export folder")
 
 
 def check_priors(cfg: DictConfig) -> None:
@@ -93,7 +91,7 @@ def check_stage1(cfg: DictConfig) -> None:
 
 def check_stage2(cfg: DictConfig) -> None:
     """Stage 2: the stage-1 export, the proxy (pixel decoder), the MLC priors, the videos."""
-    check_init_weight(cfg, required=True)
+    check_init_weight(cfg)
     check_proxy(cfg)
     check_priors(cfg)
     check_videos(cfg)
