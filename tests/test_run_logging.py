@@ -67,11 +67,14 @@ def test_run_id_is_stored_in_the_checkpoint_and_a_resume_continues_that_run(tmp_
     assert new_trainer(make_cfg(tmp_path / "other")).run_id != first.run_id  # a new run, a new id
 
 
-def test_tracker_kwargs_and_fresh_ids():
-    kwargs = tracker_init_kwargs("demo", "outputs/x", "abcd1234")
+def test_tracker_kwargs_and_fresh_ids(monkeypatch, caplog):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    with caplog.at_level(logging.INFO):
+        kwargs = tracker_init_kwargs("wandb", "demo", "outputs/x", "abcd1234")
     assert kwargs == {"wandb": {"name": "demo", "dir": "outputs/x", "id": "abcd1234", "resume": "allow"}}
+    assert "wandb run abcd1234, mode offline (upload it later: wandb sync outputs/x/wandb/offline-run-*)" in caplog.text
     ids = {new_run_id() for _ in range(20)}
-    assert len(ids) == 20 and all(len(i) == 8 and i.isalnum() and i.islower() or i.isdigit() for i in ids)
+    assert len(ids) == 20 and all(len(i) == 8 and set(i) <= set("abcdefghijklmnopqrstuvwxyz0123456789") for i in ids)
 
 
 def test_a_checkpoint_save_logs_one_line_not_accelerates_info(tmp_path, caplog):

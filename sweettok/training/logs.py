@@ -90,9 +90,10 @@ def new_run_id() -> str:
     return "".join(secrets.choice(RUN_ID_ALPHABET) for _ in range(8))
 
 
-def tracker_init_kwargs(name: str, output_dir: str | os.PathLike, run_id: str) -> dict[str, dict]:
+def tracker_init_kwargs(tracker: str, name: str, output_dir: str | os.PathLike, run_id: str) -> dict[str, dict]:
     """``accelerator.init_trackers`` kwargs: the wandb run ``run_id`` (resumed when it exists) in ``output_dir``."""
     mode = os.environ.get("WANDB_MODE", "online")
-    logger.info("wandb run %s, mode %s%s", run_id, mode,
-                " (sync it later: wandb sync <output_dir>/wandb/offline-run-*)" if mode == "offline" else "")
+    if tracker == "wandb":
+        logger.info("wandb run %s, mode %s%s", run_id, mode,
+                    f" (upload it later: wandb sync {Path(output_dir) / 'wandb'}/offline-run-*)" if mode == "offline" else "")
     return {"wandb": {"name": name, "dir": str(output_dir), "id": run_id, "resume": "allow"}}

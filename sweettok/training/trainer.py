@@ -109,7 +109,7 @@ class Trainer:
             return
         config = flatten(OmegaConf.to_container(self.cfg, resolve=True))
         self.accelerator.init_trackers(exp.project, config=config,
-                                       init_kwargs=tracker_init_kwargs(exp.name, self.output_dir, self.run_id))
+                                       init_kwargs=tracker_init_kwargs(exp.logger, exp.name, self.output_dir, self.run_id))
 
     def _resume(self) -> None:
         folder = latest_checkpoint(self.output_dir)
