@@ -12,7 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/launch_common.sh
 
-NUM_GPUS="${NUM_GPUS:-$(detect_gpus)}"
+if want_help "$@"; then launcher_usage scripts/eval_tokenizer.py; exit 0; fi
+resolve_num_gpus
 if [ "$NUM_GPUS" -gt 0 ]; then
   CHECKPOINT="${CHECKPOINT:-outputs/ucf101_stage2/export}"
   CONFIG="${CONFIG:-configs/ucf101/stage2.yaml}"

@@ -5,11 +5,14 @@
 # Extra arguments go to scripts/sample.py (e.g. --cfg-scale 1.0 --top-p 0.95).
 #   bash run_eval_gen.sh                                   # GPUs: UCF-101; CPU: the demo (2 per class)
 #   CHECKPOINT=outputs/ucf101_generator/export NUM_PER_CLASS=21 bash run_eval_gen.sh --seed 2000
+# CHECKPOINT: the generator export; NUM_PER_CLASS, NUM_VIDEOS (gFVD clips), RESOLUTION (128), OUT (the
+# samples folder, default <checkpoint>/../eval_samples); CONFIG: the real data (the generator config).
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/launch_common.sh
 
-NUM_GPUS="${NUM_GPUS:-$(detect_gpus)}"
+if want_help "$@"; then launcher_usage scripts/sample.py; exit 0; fi
+resolve_num_gpus
 if [ "$NUM_GPUS" -gt 0 ]; then
   CONFIG="${CONFIG:-configs/ucf101/generator.yaml}"
   CHECKPOINT="${CHECKPOINT:-outputs/ucf101_generator/export}"

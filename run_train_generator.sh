@@ -8,18 +8,12 @@ set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/launch_common.sh
 
-NUM_GPUS="${NUM_GPUS:-$(detect_gpus)}"
-if [ "$NUM_GPUS" -gt 0 ]; then
-  CONFIG="${CONFIG:-configs/ucf101/generator.yaml}"
-  check_config config="$CONFIG" "$@"
-else
-  CONFIG="${CONFIG:-configs/demo/generator_train.yaml}"
-  echo "[sweettok] no GPU: generator on the demo set ($CONFIG)"
-  check_config config="$CONFIG" "$@"   # a mistyped key fails here, before any demo building
-  # the demo models are tiny: one intra-op thread is faster than two that wait on each other
-  export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
-  ensure_demo_assets
-fi
+if want_help "$@"; then launcher_usage train; exit 0; fi
+resolve_num_gpus
+pick_config configs/ucf101/generator.yaml configs/demo/generator_train.yaml "generator"
+train_flags "$@"                      # --print-config / --check-only: answered without training
+check_config config="$CONFIG" "$@"   # a mistyped key fails here, once, before anything is built or launched
+prepare_demo
 
 # The tokenizer export (experiment.init_weight) and the index folder (dataset.index_dir) of the config.
 read -r TOKENIZER INDEX_DIR < <("$PYTHON" - config="$CONFIG" "$@" <<'PY'
@@ -39,4 +33,4 @@ if [ ! -f "$INDEX_DIR/index.json" ]; then
   launch scripts/dump_indices.py --config "$CONFIG" "$@"
 fi
 
-launch scripts/train.py config="$CONFIG" "$@"
+launch_train config="$CONFIG" "$@"

@@ -7,16 +7,11 @@ set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/launch_common.sh
 
-NUM_GPUS="${NUM_GPUS:-$(detect_gpus)}"
-if [ "$NUM_GPUS" -gt 0 ]; then
-  CONFIG="${CONFIG:-configs/ucf101/proxy.yaml}"
-else
-  CONFIG="${CONFIG:-configs/demo/proxy_train.yaml}"
-  echo "[sweettok] no GPU: stage 0 on the demo set ($CONFIG)"
-  check_config config="$CONFIG" "$@"   # a mistyped key fails here, before any demo building
-  # the demo models are tiny: one intra-op thread is faster than two that wait on each other
-  export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
-  ensure_demo_assets
-fi
+if want_help "$@"; then launcher_usage train; exit 0; fi
+resolve_num_gpus
+pick_config configs/ucf101/proxy.yaml configs/demo/proxy_train.yaml "stage 0"
+train_flags "$@"                      # --print-config / --check-only: answered without training
+check_config config="$CONFIG" "$@"   # a mistyped key fails here, once, before anything is built or launched
+prepare_demo
 
-launch scripts/train.py config="$CONFIG" "$@"
+launch_train config="$CONFIG" "$@"

@@ -7,16 +7,13 @@ set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/launch_common.sh
 
-NUM_GPUS="${NUM_GPUS:-$(detect_gpus)}"
-if [ "$NUM_GPUS" -gt 0 ]; then
-  CONFIG="${CONFIG:-configs/ucf101/stage1.yaml}"
-else
-  CONFIG="${CONFIG:-configs/demo/stage1.yaml}"
-  echo "[sweettok] no GPU: stage 1 on the demo set ($CONFIG)"
-  check_config config="$CONFIG" "$@"   # a mistyped key fails here, before any demo building
-  # the demo models are tiny: one intra-op thread is faster than two that wait on each other
-  export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
-  ensure_demo_assets
+if want_help "$@"; then launcher_usage train; exit 0; fi
+resolve_num_gpus
+pick_config configs/ucf101/stage1.yaml configs/demo/stage1.yaml "stage 1"
+train_flags "$@"                      # --print-config / --check-only: answered without training
+check_config config="$CONFIG" "$@"   # a mistyped key fails here, once, before anything is built or launched
+prepare_demo
+if is_demo_config; then
   # the demo proxy comes from stage 0 (unless model.proxy.weights=... is given)
   if [ ! -f outputs/demo/proxy/export/model.safetensors ] && [[ " $* " != *" model.proxy.weights="* ]]; then
     echo "[sweettok] error: outputs/demo/proxy/export is missing; train the demo proxy first: bash run_train_proxy.sh" >&2
@@ -24,4 +21,4 @@ else
   fi
 fi
 
-launch scripts/train.py config="$CONFIG" "$@"
+launch_train config="$CONFIG" "$@"

@@ -7,16 +7,13 @@ set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/launch_common.sh
 
-NUM_GPUS="${NUM_GPUS:-$(detect_gpus)}"
-if [ "$NUM_GPUS" -gt 0 ]; then
-  CONFIG="${CONFIG:-configs/ucf101/stage2.yaml}"
-else
-  CONFIG="${CONFIG:-configs/demo/stage2.yaml}"
-  echo "[sweettok] no GPU: stage 2 on the demo set ($CONFIG)"
-  check_config config="$CONFIG" "$@"   # a mistyped key fails here, before any demo building
-  # the demo models are tiny: one intra-op thread is faster than two that wait on each other
-  export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
-  ensure_demo_assets
+if want_help "$@"; then launcher_usage train; exit 0; fi
+resolve_num_gpus
+pick_config configs/ucf101/stage2.yaml configs/demo/stage2.yaml "stage 2"
+train_flags "$@"                      # --print-config / --check-only: answered without training
+check_config config="$CONFIG" "$@"   # a mistyped key fails here, once, before anything is built or launched
+prepare_demo
+if is_demo_config; then
   # the demo stage 2 starts from the demo stage-1 export (unless experiment.init_weight=... is given)
   if [ ! -f outputs/demo/stage1/export/model.safetensors ] && [[ " $* " != *" experiment.init_weight="* ]]; then
     echo "[sweettok] error: outputs/demo/stage1/export is missing; run stage 1 first: bash run_train_stage1.sh" >&2
@@ -24,4 +21,4 @@ else
   fi
 fi
 
-launch scripts/train.py config="$CONFIG" "$@"
+launch_train config="$CONFIG" "$@"

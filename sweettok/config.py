@@ -11,6 +11,8 @@ load time with the key's name and the file (or "command line") it came from.
 
 from __future__ import annotations
 
+import difflib
+import functools
 import logging
 import os
 import re
@@ -21,7 +23,7 @@ from typing import Any, Optional
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 logger = logging.getLogger(__name__)
 
@@ -379,7 +381,38 @@ def _merge_into(cfg: DictConfig, data: Any, source: str) -> DictConfig:
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or "?"
         msg = str(err).splitlines()[0]
-        raise ConfigError(f"{source}: bad config key '{key}': {msg}") from None
+        hint = did_you_mean(key) if isinstance(err, ConfigKeyError) else ""
+        raise ConfigError(f"{source}: bad config key '{key}': {msg}{hint}") from None
+
+
+@functools.lru_cache(maxsize=1)
+def schema_keys() -> tuple[str, ...]:
+    """Every dotted key of the schema, sections included ("training", "training.max_train_steps", ...)."""
+    keys: list[str] = []
+
+    def walk(node: DictConfig, prefix: str) -> None:
+        for name in node:
+            keys.append(prefix + name)
+            child = node._get_node(name)
+            if isinstance(child, DictConfig):
+                walk(child, prefix + name + ".")
+
+    walk(OmegaConf.structured(Config), "")
+    return tuple(keys)
+
+
+def did_you_mean(key: str) -> str:
+    """' (did you mean 'a.b'?)' naming the schema key closest to a mistyped ``key``; '' when none is close."""
+    keys = schema_keys()
+    parent, _, leaf = key.rpartition(".")
+    siblings = {k.rpartition(".")[2]: k for k in keys if k.rpartition(".")[0] == parent}
+    close = [siblings[name] for name in difflib.get_close_matches(leaf, siblings, n=1, cutoff=0.6)]
+    if not close:  # the right name in the wrong section (max_train_steps=1 for training.max_train_steps)
+        leaves = difflib.get_close_matches(leaf, {k.rpartition(".")[2] for k in keys}, n=1, cutoff=0.8)
+        close = [k for k in keys if k.rpartition(".")[2] in leaves][:3]
+    if not close:
+        return ""
+    return " (did you mean " + " or ".join(f"'{k}'" for k in close) + "?)"
 
 
 def _merge_file(cfg: DictConfig, path: Path, seen: tuple[Path, ...] = ()) -> DictConfig:

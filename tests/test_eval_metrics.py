@@ -1,6 +1,7 @@
 """Frame metrics (PSNR, SSIM, LPIPS availability) and codebook statistics on known inputs."""
 
 import math
+import urllib.error
 
 import pytest
 import torch
@@ -58,24 +59,45 @@ def test_ssim_drops_with_noise_and_is_symmetric():
         ssim(videos, videos[..., :16])
 
 
-def test_lpips_unavailable_without_backbone_weights(tmp_path, monkeypatch):
+def no_network(url, dst, hash_prefix=None, progress=True):
+    """torch.hub.download_url_to_file on a machine without network."""
+    raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+
+def test_lpips_unavailable_offline_without_backbone_weights(tmp_path, monkeypatch):
+    pytest.importorskip("lpips")
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
     model, reason = load_lpips("alex")
     assert model is None
-    assert reason.startswith("unavailable (missing ")
-    assert str(tmp_path / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth") in reason
+    path = tmp_path / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth"
+    assert reason == (
+        f"unavailable (missing {path}; get it on a machine with internet via "
+        "`python -c \"import torchvision; torchvision.models.AlexNet_Weights.IMAGENET1K_V1.get_state_dict()\"` "
+        "and copy the file there, or set TORCH_HOME to a cache that has it)")
     assert lpips_backbone_path("vgg").name == "vgg16-397923af.pth"
 
 
-def test_lpips_loads_backbone_from_the_hub_cache_only(tmp_path, monkeypatch):
+@pytest.mark.parametrize("source", ["cache", "download"])
+def test_lpips_loads_backbone_from_the_hub_cache_or_downloads_it(tmp_path, monkeypatch, source):
     pytest.importorskip("lpips")
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     torch.manual_seed(0)
     backbone = torchvision.models.alexnet().state_dict()  # stands in for the ImageNet file
     path = lpips_backbone_path("alex")
     path.parent.mkdir(parents=True)
-    torch.save(backbone, path)
+    downloads = []
+
+    def download(url, dst, hash_prefix=None, progress=True):
+        downloads.append((url, dst, hash_prefix))
+        torch.save(backbone, dst)
+
+    if source == "cache":
+        torch.save(backbone, path)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network if source == "cache" else download)
     model, reason = load_lpips("alex")
+    if source == "download":
+        assert downloads == [(torchvision.models.AlexNet_Weights.IMAGENET1K_V1.url, str(path), "7be5be79")]
     assert reason is None
     torch.testing.assert_close(getattr(model.net.slice2, "3").weight, backbone["features.3.weight"])  # features.3 -> slice2
     videos = torch.rand(1, 3, 2, 64, 64, generator=torch.Generator().manual_seed(5))

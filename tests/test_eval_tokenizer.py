@@ -129,6 +129,7 @@ def assets(tmp_path_factory) -> dict[str, Path]:
 
 def run_main(args: list[str], monkeypatch, fake_i3d: bool = True) -> dict:
     script = load_script()
+    monkeypatch.setattr("sweettok.eval.metrics.fetch_hub_checkpoint", lambda url: None)  # no LPIPS download in tests
     if fake_i3d:
         monkeypatch.setattr(script, "build_fvd_extractor", fake_extractor)
         monkeypatch.setattr(script, "find_i3d_weights", lambda path=None: Path("fake-i3d"))

@@ -1,6 +1,8 @@
-"""Perceptual losses: weight files only from the torch hub cache, frozen nets, gradients, 'none'."""
+"""Perceptual losses: weight files from the torch hub cache (downloaded there when the network
+allows: mocked at torch.hub's download boundary), frozen nets, gradients, 'none'."""
 
 import copy
+import urllib.error
 
 import pytest
 import torch
@@ -9,32 +11,45 @@ import torchvision
 
 from sweettok.config import DiscriminatorConfig, LossesConfig
 from sweettok.losses import ReconstructionGANLoss, build_perceptual_loss
-from sweettok.losses.perceptual import CONVNEXT_SMALL_FILE, VGG16_FILE, ConvNeXtPerceptualLoss
+from sweettok.losses.perceptual import CONVNEXT_SMALL_FILE, VGG16_FILE, ConvNeXtPerceptualLoss, cached_hub_checkpoint
 from sweettok.models.discriminator import NLayerDiscriminator3D
 
 
+def no_network(url, dst, hash_prefix=None, progress=True):
+    """torch.hub.download_url_to_file on a machine without network."""
+    raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+
 @pytest.fixture
-def hub_dir(tmp_path):
+def hub_dir(tmp_path, monkeypatch):
+    """An empty torch hub cache on a machine without network."""
     previous = torch.hub.get_dir()
     torch.hub.set_dir(str(tmp_path / "hub"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
     yield tmp_path / "hub"
     torch.hub.set_dir(previous)
 
 
 @pytest.fixture(scope="module")
 def cached_convnext(tmp_path_factory):
-    """A randomly initialised ConvNeXt-Small saved under the expected cache name, and the loss
-    built from it (both built once: ConvNeXt-S is 50M parameters)."""
+    """The loss built with an empty hub cache while the network "works": the mocked download writes a
+    randomly initialised ConvNeXt-Small where torch.hub would (built once: 50M parameters)."""
     previous = torch.hub.get_dir()
     hub = tmp_path_factory.mktemp("convnext") / "hub"
     torch.hub.set_dir(str(hub))
     torch.manual_seed(0)
     network = torchvision.models.convnext_small()
-    (hub / "checkpoints").mkdir(parents=True)
-    torch.save(network.state_dict(), hub / "checkpoints" / CONVNEXT_SMALL_FILE)
-    loss_module = build_perceptual_loss("convnext_s")
+    downloads = []
+
+    def download(url, dst, hash_prefix=None, progress=True):
+        downloads.append((url, dst, hash_prefix))
+        torch.save(network.state_dict(), dst)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch.hub, "download_url_to_file", download)
+        loss_module = build_perceptual_loss("convnext_s")
     torch.hub.set_dir(previous)
-    return network.eval(), loss_module
+    return network.eval(), loss_module, downloads, hub
 
 
 def at_resolution(loss_module: ConvNeXtPerceptualLoss, resolution: int) -> ConvNeXtPerceptualLoss:
@@ -44,11 +59,32 @@ def at_resolution(loss_module: ConvNeXtPerceptualLoss, resolution: int) -> ConvN
     return smaller
 
 
-def test_convnext_without_cached_weights_names_the_missing_file(hub_dir):
+def test_convnext_offline_without_cached_weights_names_the_missing_file(hub_dir):
     expected = hub_dir / "checkpoints" / CONVNEXT_SMALL_FILE
     with pytest.raises(FileNotFoundError) as err:
         build_perceptual_loss("convnext_s")
-    assert str(expected) in str(err.value) and "convnext_small(weights='IMAGENET1K_V1')" in str(err.value)
+    assert str(err.value) == (
+        f"missing pretrained weights: {expected}\n"
+        "It could not be downloaded here (no network?). On a machine with internet run\n"
+        "    python -c \"import torchvision; torchvision.models.convnext_small(weights='IMAGENET1K_V1')\"\n"
+        f"then copy {CONVNEXT_SMALL_FILE} from that machine's torch hub cache (~/.cache/torch/hub/checkpoints/) "
+        f"to {expected} (or point TORCH_HOME at a folder holding hub/checkpoints/{CONVNEXT_SMALL_FILE}). "
+        "Alternatively set losses.perceptual_loss=none.")
+    assert not list(expected.parent.glob("*"))  # no partial file left behind
+
+
+def test_convnext_weights_are_downloaded_from_torchvisions_url_into_the_hub_cache(cached_convnext):
+    _, _, downloads, hub = cached_convnext
+    url = torchvision.models.ConvNeXt_Small_Weights.IMAGENET1K_V1.url
+    assert downloads == [(url, str(hub / "checkpoints" / CONVNEXT_SMALL_FILE), "0c510722")]  # hash-checked
+    previous = torch.hub.get_dir()
+    torch.hub.set_dir(str(hub))
+    try:  # the second time the cache answers: no download (the no-network stub would refuse one)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(torch.hub, "download_url_to_file", no_network)
+            assert cached_hub_checkpoint(CONVNEXT_SMALL_FILE, "-") == hub / "checkpoints" / CONVNEXT_SMALL_FILE
+    finally:
+        torch.hub.set_dir(previous)
 
 
 def test_lpips_without_cached_vgg_names_the_missing_file(hub_dir):
@@ -72,7 +108,7 @@ def test_none_returns_zero_and_unknown_kind_is_named():
 
 
 def test_convnext_loss_is_built_from_the_cache_frozen_and_outside_checkpoints(cached_convnext):
-    cached_convnext, loss_module = cached_convnext
+    cached_convnext, loss_module = cached_convnext[:2]
     assert isinstance(loss_module, ConvNeXtPerceptualLoss) and loss_module.resolution == 224
     assert not loss_module.network.training
     assert not any(p.requires_grad for p in loss_module.network.parameters())
@@ -82,7 +118,7 @@ def test_convnext_loss_is_built_from_the_cache_frozen_and_outside_checkpoints(ca
 
 
 def test_convnext_loss_matches_the_reference_pipeline(cached_convnext):
-    cached_convnext, loss_module = cached_convnext
+    cached_convnext, loss_module = cached_convnext[:2]
     loss_module = at_resolution(loss_module, 32)  # instead of 224: same pipeline, fast on CPU
     torch.manual_seed(1)
     x = torch.rand(2, 3, 1, 64, 64) - 0.5  # one frame: the random frame choice is forced

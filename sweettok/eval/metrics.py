@@ -2,8 +2,9 @@
 
 All take (B, C, T, H, W) tensors in [0, 1], compute one value per frame and average. LPIPS needs
 two files: its linear heads ship inside the `lpips` pip package; its backbone (torchvision
-AlexNet/VGG16 ImageNet weights) must already be in the torch hub cache. When either is missing
-`load_lpips` returns the reason instead of a model, and callers report LPIPS as unavailable.
+AlexNet/VGG16 ImageNet weights) comes from the torch hub cache, downloaded there when missing and
+the network allows. When either cannot be had `load_lpips` returns the reason instead of a model,
+and callers report LPIPS as unavailable.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
+
+from sweettok.hub_weights import fetch_hub_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -112,25 +115,30 @@ def ssim(videos: torch.Tensor, reference: torch.Tensor, data_range: float = 1.0)
     return float(ssim_per_frame(videos, reference, data_range).mean())
 
 
-def lpips_backbone_path(net: str = "alex") -> Path:
-    """Where torchvision keeps the ImageNet weights of LPIPS's backbone: <torch hub dir>/checkpoints/<file>."""
+def lpips_backbone_url(net: str = "alex") -> str:
+    """The torchvision download URL of the ImageNet weights of LPIPS's backbone."""
     import torchvision.models as tv_models
 
     if net not in LPIPS_BACKBONES:
         raise ValueError(f"LPIPS backbone must be one of {sorted(LPIPS_BACKBONES)}, got {net!r}")
-    weights = getattr(tv_models, LPIPS_BACKBONES[net]).IMAGENET1K_V1
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    return getattr(tv_models, LPIPS_BACKBONES[net]).IMAGENET1K_V1.url
+
+
+def lpips_backbone_path(net: str = "alex") -> Path:
+    """Where torchvision keeps the ImageNet weights of LPIPS's backbone: <torch hub dir>/checkpoints/<file>."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(lpips_backbone_url(net)).name
 
 
 def load_lpips(net: str = "alex", device: str | torch.device = "cpu") -> tuple[Optional[nn.Module], Optional[str]]:
-    """(LPIPS model, None) when every weight file is local, else (None, "unavailable (missing ...; how to get it)").
+    """(LPIPS model, None) when every weight file can be had, else (None, "unavailable (missing ...; how to get it)").
 
-    Never downloads: the backbone is built random (`pnet_rand`) and filled from the hub cache file.
+    The backbone is built random (`pnet_rand`) and filled from the hub cache file, which is
+    downloaded first (sweettok.hub_weights) when missing and the network allows.
     """
     if importlib.util.find_spec("lpips") is None:
         return None, "unavailable (the `lpips` package is not installed; `pip install lpips` ships its linear weights)"
     backbone = lpips_backbone_path(net)
-    if not backbone.is_file():
+    if fetch_hub_checkpoint(lpips_backbone_url(net)) is None:
         return None, (
             f"unavailable (missing {backbone}; get it on a machine with internet via "
             f"`python -c \"import torchvision; torchvision.models.{LPIPS_BACKBONES[net]}.IMAGENET1K_V1.get_state_dict()\"` "

@@ -1,8 +1,9 @@
 """Perceptual losses on one random frame per clip: ConvNeXt-S logits (the original), LPIPS, none.
 
 Videos are (B, C, T, H, W) in [-0.5, 0.5] (dataset mean 0.5, std 1). The pretrained networks come
-from the torch hub cache only (``torch.hub.get_dir()/checkpoints/<file>``); nothing is downloaded
-at run time, and a missing file is an error naming the path and how to fetch it.
+from the torch hub cache (``torch.hub.get_dir()/checkpoints/<file>``), downloaded there through
+torch.hub when missing and the network allows (sweettok.hub_weights); without network a missing
+file is an error naming the path and how to fetch it.
 
 The frozen network is kept out of the module tree on purpose: its weights are a fixed external
 file, so they stay out of checkpoints, optimizers, EMA and DDP; it follows the input's device.
@@ -20,22 +21,26 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
+from sweettok.hub_weights import fetch_hub_checkpoint
+
 logger = logging.getLogger(__name__)
 
 # torchvision's file names for the weights enums (the hash suffix is part of the name)
 CONVNEXT_SMALL_FILE = "convnext_small-0c510722.pth"  # ConvNeXt_Small_Weights.IMAGENET1K_V1
 VGG16_FILE = "vgg16-397923af.pth"  # VGG16_Weights.IMAGENET1K_V1
+TORCHVISION_URL = "https://download.pytorch.org/models/"  # where torchvision's weights enums point
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def cached_hub_checkpoint(filename: str, fetch_hint: str) -> Path:
-    """Path of ``filename`` in the torch hub cache; a clear error when it is not there."""
-    path = Path(torch.hub.get_dir()) / "checkpoints" / filename
-    if not path.is_file():
+    """Path of torchvision's ``filename`` in the torch hub cache, downloaded when missing; a clear error when it cannot be."""
+    path = fetch_hub_checkpoint(TORCHVISION_URL + filename)
+    if path is None:
+        path = Path(torch.hub.get_dir()) / "checkpoints" / filename
         raise FileNotFoundError(
             f"missing pretrained weights: {path}\n"
-            f"Nothing is downloaded at run time. On a machine with internet run\n"
+            f"It could not be downloaded here (no network?). On a machine with internet run\n"
             f"    {fetch_hint}\n"
             f"then copy {filename} from that machine's torch hub cache "
             f"(~/.cache/torch/hub/checkpoints/) to {path} "

@@ -12,6 +12,7 @@ from accelerate.utils import ProjectConfiguration
 from omegaconf import DictConfig
 
 from sweettok.config import ConfigError
+from sweettok.training.logs import resolve_wandb_mode
 
 PRECISIONS = ("no", "fp16", "bf16")
 TRACKERS = ("wandb", "tensorboard", "none")
@@ -29,7 +30,7 @@ def build_accelerator(cfg: DictConfig) -> Accelerator:
     if training.gradient_accumulation_steps < 1:
         raise ConfigError(f"training.gradient_accumulation_steps must be >= 1, got {training.gradient_accumulation_steps}")
     if exp.logger == "wandb":
-        os.environ.setdefault("WANDB_MODE", "offline")  # never reach for the network unless asked to
+        resolve_wandb_mode()  # the user's WANDB_MODE; unset: online when logged in, else offline
     if exp.logger == "tensorboard" and not any(
         importlib.util.find_spec(name) for name in ("tensorboard", "tensorboardX")
     ):

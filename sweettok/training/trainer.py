@@ -27,7 +27,7 @@ from sweettok.training.checkpoint import (
     export_model, latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint,
 )
 from sweettok.training.ema import EMA
-from sweettok.training.logs import flatten, setup_logging
+from sweettok.training.logs import flatten, new_run_id, setup_logging, tracker_init_kwargs
 from sweettok.training.task import NonFiniteLossError, Task
 
 logger = logging.getLogger(__name__)
@@ -53,6 +53,7 @@ class Trainer:
         setup_logging(self.output_dir, self.accelerator.is_main_process)
         self.step, self.epoch, self.batches_in_epoch = 0, 0, 0
         self._step_logs: dict[str, Any] = {}  # lr / grad norms of the current optimizer step
+        self.run_id = new_run_id()  # the tracker run; a resume continues the checkpoint's
         if self.accelerator.is_main_process:
             save_config(cfg, self.output_dir / "config.yaml")
         logger.info("%d process(es), device %s, mixed precision %s", self.accelerator.num_processes,
@@ -108,7 +109,7 @@ class Trainer:
             return
         config = flatten(OmegaConf.to_container(self.cfg, resolve=True))
         self.accelerator.init_trackers(exp.project, config=config,
-                                       init_kwargs={"wandb": {"name": exp.name, "dir": str(self.output_dir)}})
+                                       init_kwargs=tracker_init_kwargs(exp.logger, exp.name, self.output_dir, self.run_id))
 
     def _resume(self) -> None:
         folder = latest_checkpoint(self.output_dir)
@@ -117,6 +118,7 @@ class Trainer:
             return
         meta = load_checkpoint(self.accelerator, folder, self.ema)
         self.step, self.epoch, self.batches_in_epoch = meta["step"], meta["epoch"], meta["batches_in_epoch"]
+        self.run_id = meta.get("run_id", self.run_id)
         saved_procs = meta.get("num_processes", self.accelerator.num_processes)
         if saved_procs != self.accelerator.num_processes:
             # Same samples seen, approximately: the batch order of a different world size differs anyway.
@@ -284,7 +286,7 @@ class Trainer:
         """Write ``checkpoint-<step><suffix>/`` (collective), then prune old regular checkpoints."""
         step = self.step if step is None else step
         meta = {"step": self.step, "epoch": self.epoch, "batches_in_epoch": self.batches_in_epoch,
-                "num_processes": self.accelerator.num_processes}
+                "num_processes": self.accelerator.num_processes, "run_id": self.run_id}
         folder = save_checkpoint(self.accelerator, self.output_dir / f"checkpoint-{step}{suffix}",
                                  meta, self.cfg, self.ema)
         if not suffix and self.accelerator.is_main_process:
