@@ -25,38 +25,27 @@ import torch
 from einops import rearrange
 from omegaconf import DictConfig
 
-from sweettok.config import Config, DatasetConfig, load_config
+from sweettok.config import Config, DatasetConfig
 from sweettok.data.sampling import frame_step, plan_clip
 from sweettok.data.transforms import VideoTransform
 from sweettok.data.video_reader import open_video
+from sweettok.models.pretrained import read_export_config, resolve_export
 from sweettok.models.tokenizer import SweetTok
 from sweettok.token_layout import TokenLayout
 
-EXPORT_FILES = ("model.safetensors", "config.yaml")
-TRAIN_HINT = ("train one with `bash run_train_stage2.sh` (after run_train_proxy.sh and run_train_stage1.sh) "
-              "or `make demo`, which writes outputs/demo/stage2/export")
+def check_export_folder(name: Union[str, os.PathLike]) -> Path:
+    """The local export folder of ``name`` (a folder, or a hub id fetched); one clear FileNotFoundError if none."""
+    return resolve_export(name)
 
 
-def check_export_folder(directory: Union[str, os.PathLike]) -> Path:
-    """The export folder as a Path; one clear FileNotFoundError (path + how to make one) when it is not one."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise FileNotFoundError(f"checkpoint folder {directory} not found: {TRAIN_HINT}")
-    missing = [name for name in EXPORT_FILES if not (directory / name).is_file()]
-    if missing:
-        raise FileNotFoundError(f"{directory} is not a tokenizer export (missing {', '.join(missing)}; an export "
-                                f"holds {' + '.join(EXPORT_FILES)}): {TRAIN_HINT}")
-    return directory
+def from_pretrained(name: Union[str, os.PathLike], map_location: str = "cpu") -> SweetTok:
+    """Load a tokenizer export (folder or Hugging Face hub id): eval mode, gradients off."""
+    return SweetTok.from_pretrained(name, map_location=map_location)
 
 
-def from_pretrained(directory: Union[str, os.PathLike], map_location: str = "cpu") -> SweetTok:
-    """Load a tokenizer export folder (``model.safetensors`` + ``config.yaml``) in eval mode."""
-    return SweetTok.from_pretrained(check_export_folder(directory), map_location=map_location)
-
-
-def export_config(directory: Union[str, os.PathLike]) -> DictConfig:
-    """The resolved config stored in an export folder."""
-    return load_config(check_export_folder(directory) / "config.yaml")
+def export_config(name: Union[str, os.PathLike]) -> DictConfig:
+    """The resolved config stored in an export (MLC prior paths absolute, prior hashes checked)."""
+    return read_export_config(check_export_folder(name))
 
 
 def dataset_section(cfg: Union[DictConfig, Config, DatasetConfig, Any]) -> Any:
