@@ -135,7 +135,7 @@ def _from_hub(name: str) -> Path:
     try:
         return Path(snapshot_download(repo_id=name))
     except Exception as err:  # offline, unknown repository, no access: all the same to the user
-        reason = " ".join(str(err).split())[:200] or type(err).__name__
+        reason = " ".join(str(err).split()).split(". ")[0][:200] or type(err).__name__  # its first sentence
         raise FileNotFoundError(f"checkpoint folder {name} not found locally, and the Hugging Face hub could not "
                                 f"provide it ({type(err).__name__}: {reason}); {TRAIN_HINT}") from None
 
