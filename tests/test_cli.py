@@ -151,17 +151,6 @@ def test_verbose_raises_with_the_traceback(assets):
         main(["words", str(assets["root"] / "nowhere.mp4"), "--checkpoint", str(assets["stage2"]), "--verbose"])
 
 
-def test_python_dash_m_success_and_error(assets):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    ok = subprocess.run([sys.executable, "-m", "sweettok", "words", str(assets["clip"]), "--checkpoint",
-                         str(assets["stage2"])], capture_output=True, text=True, env=env, timeout=120)
-    assert ok.returncode == 0 and "adjectives" in ok.stdout and "verbs" in ok.stdout, ok.stderr
-    bad = subprocess.run([sys.executable, "-m", "sweettok", "decode", str(assets["clip"].with_suffix(".json")),
-                          "--checkpoint", str(assets["stage1"]), "--out", "x.mp4"],
-                         capture_output=True, text=True, env=env, timeout=120)
-    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
-
-
 def test_import_is_light_and_from_pretrained_lazy(assets):
     light = subprocess.run([sys.executable, "-c", "import sys, sweettok; assert 'torch' not in sys.modules"],
                            capture_output=True, text=True, timeout=60)
@@ -310,22 +299,25 @@ def test_centre_clip_with_window_options_is_refused(assets, capsys, tmp_path):
     assert code == 2 and err.count("\n") == 1 and "leave out --centre-clip" in err
 
 
-def test_copied_export_runs_from_another_directory(assets, tmp_path):
-    """The CLI through a subprocess, on an export copied elsewhere with the original priors gone, from another cwd."""
+def test_python_dash_m_on_a_copied_export_from_another_directory(assets, tmp_path):
+    """Through real subprocesses: a success on an export copied elsewhere with the priors it was made from gone,
+    run from another cwd (GIF out); and an error, one line without a traceback."""
     import shutil
 
-    root = tmp_path / "copy"
-    shutil.copytree(assets["root"] / "stage2", root / "stage2")
-    shutil.copytree(assets["root"] / "priors", root / "priors")  # the folder the export was made from ...
-    export = root / "stage2" / "export"
-    shutil.rmtree(root / "priors")  # ... then gone: the export carries its own copy
+    shutil.copytree(assets["root"] / "stage2", tmp_path / "copy" / "stage2")
+    shutil.copytree(assets["root"] / "priors", tmp_path / "copy" / "priors")  # the priors the export was made from
+    shutil.rmtree(tmp_path / "copy" / "priors")  # ... gone: the export carries its own copy
     (tmp_path / "work").mkdir()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    run = subprocess.run([sys.executable, "-m", "sweettok", "reconstruct", str(assets["clip"]), "--checkpoint",
-                          str(export), "--out", "r.gif", "--side-by-side"], cwd=tmp_path / "work",
-                         capture_output=True, text=True, env=env, timeout=120)
-    assert run.returncode == 0 and "20 frames from 2 window(s)" in run.stdout, run.stderr
+    ok = subprocess.run([sys.executable, "-m", "sweettok", "reconstruct", str(assets["clip"]), "--checkpoint",
+                         str(tmp_path / "copy" / "stage2" / "export"), "--out", "r.gif", "--side-by-side"],
+                        cwd=tmp_path / "work", capture_output=True, text=True, env=env, timeout=120)
+    assert ok.returncode == 0 and "20 frames from 2 window(s)" in ok.stdout, ok.stderr
     assert (tmp_path / "work" / "r.gif").is_file()
+    bad = subprocess.run([sys.executable, "-m", "sweettok", "decode", str(assets["clip"].with_suffix(".json")),
+                          "--checkpoint", str(assets["stage1"]), "--out", "x.mp4"],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
 
 
 def test_readme_words_example_names_a_real_demo_clip(tmp_path):

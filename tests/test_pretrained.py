@@ -114,6 +114,8 @@ def test_old_layout_export_still_loads_and_can_be_made_self_contained(tmp_path, 
     assert torch.equal(_indices(again), _indices(model)) and (new / "export.json").is_file()
     again.save_pretrained(tmp_path / "newer")  # a loaded self-contained export saves again
     assert torch.equal(_indices(load_pretrained(tmp_path / "newer")), _indices(model))
+    again.save_pretrained(new)  # ... also over itself (its priors are read before the folder is rewritten)
+    assert torch.equal(_indices(load_pretrained(new)), _indices(model))
 
 
 def test_from_pretrained_is_eval_without_gradients(export):

@@ -36,7 +36,7 @@ from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import save_file
 
 from sweettok.config import Config, ProxyConfig, TokenizerConfig, save_config, to_dataclass
-from sweettok.priors.prior import load_prior, save_prior
+from sweettok.priors.prior import Prior, load_prior, save_prior
 
 logger = logging.getLogger(__name__)
 
@@ -72,25 +72,32 @@ def _detach_tensors(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tens
     return tensors
 
 
-def _copy_priors(state_dict: dict[str, torch.Tensor], cfg: DictConfig, directory: Path) -> dict[str, str]:
-    """Copy the MLC priors the weights need into ``directory/priors`` and point ``cfg`` at them; -> {file: sha}."""
-    hashes: dict[str, str] = {}
+def _needed_priors(state_dict: dict[str, torch.Tensor], cfg: DictConfig, directory: Path) -> dict[str, Prior]:
+    """The MLC priors the weights need, read into memory: {branch: Prior} (none for VQ, proxy, generator)."""
+    priors: dict[str, Prior] = {}
     if "model" not in cfg or "tokenizer" not in cfg.model:
-        return hashes
+        return priors
     for branch in BRANCHES:
         qcfg = cfg.model.tokenizer[f"{branch}_quantizer"]
         if qcfg.kind != "mlc" or not any(k.startswith(f"{branch}_quantizer.") for k in state_dict):
-            continue  # plain VQ, or not a tokenizer's weights (proxy, generator exports)
+            continue
         try:  # ours or an original pickle; written back in our format
-            prior = load_prior(_resolve_legacy_prior(qcfg.prior, directory))
+            priors[branch] = load_prior(_resolve_legacy_prior(qcfg.prior, directory))
         except FileNotFoundError as err:
             raise FileNotFoundError(f"model.tokenizer.{branch}_quantizer.prior: cannot copy it into the export "
                                     f"({err})") from None
+    return priors
+
+
+def _write_priors(priors: dict[str, Prior], cfg: DictConfig, directory: Path) -> dict[str, str]:
+    """Write the priors under ``directory/priors`` and point ``cfg`` at them; -> {relative file: SHA-256}."""
+    hashes: dict[str, str] = {}
+    for branch, prior in priors.items():
         prior.meta = {k: v for k, v in prior.meta.items() if k != "path"}  # no machine path in the export
         relative = f"{PRIOR_DIR}/{branch}"
         for written in save_prior(prior, directory / relative):
             hashes[written.relative_to(directory).as_posix()] = file_sha256(written)
-        qcfg.prior = relative
+        cfg.model.tokenizer[f"{branch}_quantizer"].prior = relative
     return hashes
 
 
@@ -102,11 +109,12 @@ def save_pretrained(state_dict: dict[str, torch.Tensor], cfg: DictConfig,
     instead of pairing new weights with old priors.
     """
     directory = Path(directory)
+    cfg = copy.deepcopy(cfg)  # the caller's config keeps its own prior paths
+    priors = _needed_priors(state_dict, cfg, directory)  # read first: they may live in this very folder
     directory.mkdir(parents=True, exist_ok=True)
     (directory / MANIFEST_FILE).unlink(missing_ok=True)
     shutil.rmtree(directory / PRIOR_DIR, ignore_errors=True)
-    cfg = copy.deepcopy(cfg)  # the caller's config keeps its own prior paths
-    hashes = _copy_priors(state_dict, cfg, directory)
+    hashes = _write_priors(priors, cfg, directory)
     tensors = _detach_tensors(state_dict)
     tmp = directory / (WEIGHTS_FILE + ".tmp")
     save_file(tensors, str(tmp), metadata={"format": "pt"})
