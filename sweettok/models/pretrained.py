@@ -72,6 +72,13 @@ def _detach_tensors(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tens
     return tensors
 
 
+def _resolve_prior(prior: str, directory: Path) -> str:
+    """A prior path of the old layout: as given from the cwd, else from the export folder's parents."""
+    from sweettok.models.tokenizer_convert import _resolve_prior as resolve  # the rule old exports were read by
+
+    return resolve(prior, directory)
+
+
 def _needed_priors(state_dict: dict[str, torch.Tensor], cfg: DictConfig, directory: Path) -> dict[str, Prior]:
     """The MLC priors the weights need, read into memory: {branch: Prior} (none for VQ, proxy, generator)."""
     priors: dict[str, Prior] = {}
@@ -82,7 +89,7 @@ def _needed_priors(state_dict: dict[str, torch.Tensor], cfg: DictConfig, directo
         if qcfg.kind != "mlc" or not any(k.startswith(f"{branch}_quantizer.") for k in state_dict):
             continue
         try:  # ours or an original pickle; written back in our format
-            priors[branch] = load_prior(_resolve_legacy_prior(qcfg.prior, directory))
+            priors[branch] = load_prior(_resolve_prior(qcfg.prior, directory))
         except FileNotFoundError as err:
             raise FileNotFoundError(f"model.tokenizer.{branch}_quantizer.prior: cannot copy it into the export "
                                     f"({err})") from None
@@ -200,17 +207,6 @@ def verify_export(directory: Path, manifest: dict) -> None:
                              "the codes; restore the file or export the model again")
 
 
-def _resolve_legacy_prior(prior: str, directory: Path) -> str:
-    """Old layout: a relative prior path as given when it exists from here, else from the folder's parents."""
-    exists = lambda p: any(Path(f"{p}{s}").is_file() for s in ("", ".json", ".safetensors", ".pkl"))  # noqa: E731
-    if not prior or Path(prior).is_absolute() or exists(prior):
-        return prior
-    for base in directory.resolve().parents:
-        if exists(base / prior):
-            return str(base / prior)
-    return prior  # the quantizer builder names the missing file
-
-
 def read_export_config(directory: Path) -> DictConfig:
     """The export's config with its MLC prior paths made absolute (hashes checked; old layout resolved)."""
     from sweettok.config import load_config
@@ -226,7 +222,7 @@ def read_export_config(directory: Path) -> DictConfig:
         if manifest is not None:
             qcfg.prior = str((directory / qcfg.prior).resolve())
         else:
-            qcfg.prior = _resolve_legacy_prior(qcfg.prior, directory)
+            qcfg.prior = _resolve_prior(qcfg.prior, directory)
     if manifest is None:
         logger.warning("%s is an export of the old layout (priors outside the folder, no hashes); make it "
                        "self-contained with sweettok.from_pretrained(folder).save_pretrained(new_folder)", directory)

@@ -172,6 +172,20 @@ def build_for_stage2(init_weight: str | os.PathLike, cfg: TokenizerConfig, proxy
     return model.freeze_encoder()
 
 
+def _prior_exists(path: Path) -> bool:
+    return any(Path(f"{path}{suffix}").is_file() for suffix in ("", ".json", ".safetensors", ".pkl"))
+
+
+def _resolve_prior(prior: str, directory: Path) -> str:
+    """A relative prior path as given if it exists from here, else from the export folder's parents."""
+    if not prior or Path(prior).is_absolute() or _prior_exists(Path(prior)):
+        return prior
+    for base in directory.resolve().parents:
+        if _prior_exists(base / prior):
+            return str(base / prior)
+    return prior  # the quantizer builder reports the missing file
+
+
 def load_pretrained(directory: str | os.PathLike, map_location: str = "cpu") -> SweetTok:
     """Load an export folder: kept for old callers; see ``sweettok.models.pretrained.load_pretrained``."""
     from sweettok.models.pretrained import load_pretrained as load
