@@ -1,16 +1,22 @@
-"""The thin public API: load a tokenizer export, read a clip as the export was trained on, turn pixels back.
+"""The thin public API: load a tokenizer export, read clips as the export was trained on, turn pixels back.
 
     import sweettok
-    model = sweettok.from_pretrained("outputs/demo/stage2/export")       # SweetTok, eval mode
+    model = sweettok.from_pretrained("outputs/demo/stage2/export")       # SweetTok, eval mode, no gradients
     clip = sweettok.api.load_video_clip("v.mp4", sweettok.api.export_config(folder))   # (1, 3, T, H, W)
     out = model.encode(clip)                                              # out.indices (1, N)
     words = model.indices_to_words(out.indices[0])                        # {segment: [word, ...]}
     video = model.decode_indices_to_pixels(out.indices)                   # stage-2 exports only
     frames = to_uint8_frames(video[0], dataset_cfg)                       # (T, H, W, 3) for write_video
+    model.save_pretrained("copy")                                         # self-contained copy of the export
 
-Clips are cut as at evaluation: the centred clip of ``dataset.num_frames`` frames (with the
-dataset's frame stride / target fps and short-video rule), centre crop or squash to
+    with WindowedVideo("v.mp4", cfg.dataset, fps=8) as whole:             # the whole video, 17-frame windows
+        indices = encode_windows(model, whole)                            # (W, N)
+    video = decode_windows(model, indices, whole.plan)                    # (3, S, H, W), windows stitched
+
+``load_video_clip`` cuts a clip as at evaluation: the centred clip of ``dataset.num_frames`` frames
+(with the dataset's frame stride / target fps and short-video rule), centre crop or squash to
 ``dataset.resolution``, and the dataset's normalisation, all read from the export's ``config.yaml``.
+``WindowedVideo`` (``sweettok.data.windows``) covers the whole video from a start time instead.
 """
 
 from __future__ import annotations
@@ -18,45 +24,36 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
 import torch
 from einops import rearrange
 from omegaconf import DictConfig
 
-from sweettok.config import Config, DatasetConfig, load_config
+from sweettok.config import Config, DatasetConfig
 from sweettok.data.sampling import frame_step, plan_clip
 from sweettok.data.transforms import VideoTransform
 from sweettok.data.video_reader import open_video
+from sweettok.data.windows import WindowedVideo, WindowPlan, stitch_windows
+from sweettok.models.pretrained import read_export_config, resolve_export
 from sweettok.models.tokenizer import SweetTok
 from sweettok.token_layout import TokenLayout
 
-EXPORT_FILES = ("model.safetensors", "config.yaml")
-TRAIN_HINT = ("train one with `bash run_train_stage2.sh` (after run_train_proxy.sh and run_train_stage1.sh) "
-              "or `make demo`, which writes outputs/demo/stage2/export")
+
+def check_export_folder(name: Union[str, os.PathLike]) -> Path:
+    """The local export folder of ``name`` (a folder, or a hub id fetched); one clear FileNotFoundError if none."""
+    return resolve_export(name)
 
 
-def check_export_folder(directory: Union[str, os.PathLike]) -> Path:
-    """The export folder as a Path; one clear FileNotFoundError (path + how to make one) when it is not one."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise FileNotFoundError(f"checkpoint folder {directory} not found: {TRAIN_HINT}")
-    missing = [name for name in EXPORT_FILES if not (directory / name).is_file()]
-    if missing:
-        raise FileNotFoundError(f"{directory} is not a tokenizer export (missing {', '.join(missing)}; an export "
-                                f"holds {' + '.join(EXPORT_FILES)}): {TRAIN_HINT}")
-    return directory
+def from_pretrained(name: Union[str, os.PathLike], map_location: str = "cpu") -> SweetTok:
+    """Load a tokenizer export (folder or Hugging Face hub id): eval mode, gradients off."""
+    return SweetTok.from_pretrained(name, map_location=map_location)
 
 
-def from_pretrained(directory: Union[str, os.PathLike], map_location: str = "cpu") -> SweetTok:
-    """Load a tokenizer export folder (``model.safetensors`` + ``config.yaml``) in eval mode."""
-    return SweetTok.from_pretrained(check_export_folder(directory), map_location=map_location)
-
-
-def export_config(directory: Union[str, os.PathLike]) -> DictConfig:
-    """The resolved config stored in an export folder."""
-    return load_config(check_export_folder(directory) / "config.yaml")
+def export_config(name: Union[str, os.PathLike]) -> DictConfig:
+    """The resolved config stored in an export (MLC prior paths absolute, prior hashes checked)."""
+    return read_export_config(check_export_folder(name))
 
 
 def dataset_section(cfg: Union[DictConfig, Config, DatasetConfig, Any]) -> Any:
@@ -95,6 +92,45 @@ def to_uint8_frames(video: torch.Tensor, cfg: Any) -> np.ndarray:
     data = dataset_section(cfg)
     pixels = (video.detach().float().cpu() * data.std + data.mean) * 255.0
     return rearrange(pixels.round().clamp(0, 255).to(torch.uint8), "c t h w -> t h w c").numpy()
+
+
+# ----------------------------------------------------------------------------- whole videos
+
+
+def encode_windows(model: SweetTok, video: WindowedVideo, batch_size: int = 4,
+                   progress: Optional[Callable[[int], Any]] = None) -> torch.Tensor:
+    """Every window of ``video`` -> indices (W, N) int64 on the CPU; ``progress(n)`` after each batch of n."""
+    device, rows = next(model.parameters()).device, []
+    with torch.no_grad():
+        for _, clips in video.batches(batch_size):
+            rows.append(model.encode(clips.to(device)).indices.cpu())
+            if progress is not None:
+                progress(len(clips))
+    return torch.cat(rows)
+
+
+def decode_windows(model: SweetTok, indices: torch.Tensor, plan: WindowPlan, batch_size: int = 4) -> torch.Tensor:
+    """Windowed indices (W, N) -> the stitched video (3, S, H, W) on the CPU (stage-2 exports)."""
+    if indices.shape[0] != plan.num_windows:
+        raise ValueError(f"{indices.shape[0]} rows of indices for a plan of {plan.num_windows} windows")
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        windows = [model.decode_indices_to_pixels(indices[i:i + batch_size].to(device)).cpu()
+                   for i in range(0, len(indices), batch_size)]
+    return stitch_windows(torch.cat(windows), plan)
+
+
+def reconstruct_windows(model: SweetTok, video: WindowedVideo, batch_size: int = 4,
+                        progress: Optional[Callable[[int], Any]] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every window of ``video`` through the tokenizer -> (input, reconstruction), each stitched (3, S, H, W)."""
+    device, inputs, outputs = next(model.parameters()).device, [], []
+    with torch.no_grad():
+        for _, clips in video.batches(batch_size):
+            inputs.append(clips)
+            outputs.append(model.decode_pixels(model.encode(clips.to(device)).latents).cpu())
+            if progress is not None:
+                progress(len(clips))
+    return stitch_windows(torch.cat(inputs), video.plan), stitch_windows(torch.cat(outputs), video.plan)
 
 
 # ----------------------------------------------------------------------------- token files

@@ -52,7 +52,10 @@ def test_python_api_snippet_runs(tmp_path, monkeypatch):
     clip = write_demo_clip(tmp_path / "clip.mp4")
     code = snippet.replace('"outputs/demo/stage2/export"', repr(str(export))).replace('"clip.mp4"', repr(str(clip)))
     scope: dict = {}
+    monkeypatch.chdir(tmp_path)  # the snippet saves a copy of the export into the current directory
     exec(compile(code, "README.md", "exec"), scope)
     assert scope["out"].indices.shape == (1, scope["model"].layout.num_indices)
     assert scope["video"].shape == scope["clip"].shape
     assert set(scope["words"]) == {"spatial_first", "spatial_second", "temporal_first", "temporal_second"}
+    assert scope["indices"].shape == (2, scope["model"].layout.num_indices) and scope["frames"].shape[1] == 20
+    assert (tmp_path / "my_export" / "export.json").is_file()

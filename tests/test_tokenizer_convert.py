@@ -127,13 +127,13 @@ def test_from_pretrained_round_trip(tmp_path, monkeypatch):
 
 
 def test_from_pretrained_finds_relative_priors_from_another_directory(tmp_path, monkeypatch):
-    """Prior paths relative to the repository still resolve when run from elsewhere (via the export's parents)."""
+    """Relative prior paths resolve at export time and the priors are copied in: the export loads from elsewhere."""
     model = demo_model(seed=5).eval()
     folder = _export(tmp_path, model)
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")
     loaded = SweetTok.from_pretrained(folder)
-    assert Path(loaded.cfg.spatial_quantizer.prior) == tmp_path / "priors" / "spatial"
+    assert Path(loaded.cfg.spatial_quantizer.prior) == (folder / "priors" / "spatial").resolve()
     clip = demo_clip(batch=1, seed=5)
     with torch.no_grad():
         assert torch.equal(model.encode(clip).indices, loaded.encode(clip).indices)
@@ -141,9 +141,9 @@ def test_from_pretrained_finds_relative_priors_from_another_directory(tmp_path, 
 
 def test_from_pretrained_missing_prior_is_named(tmp_path, monkeypatch):
     folder = _export(tmp_path, demo_model(seed=4))
-    (tmp_path / "priors" / "temporal.json").unlink()
+    (folder / "priors" / "temporal.json").unlink()
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(FileNotFoundError, match="temporal_quantizer.prior.*priors/temporal"):
+    with pytest.raises(FileNotFoundError, match="export/priors/temporal.json is missing"):
         SweetTok.from_pretrained(folder)
 
 

@@ -1,4 +1,4 @@
-"""Write uint8 RGB frames to a video file with PyAV (demo set, samples, test fixtures)."""
+"""Write uint8 RGB frames to a video file with PyAV (demo set, samples, test fixtures), or a GIF with Pillow."""
 
 from __future__ import annotations
 
@@ -31,6 +31,8 @@ def write_video(
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"{path}: frames must be uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}")
+    if path.suffix.lower() == ".gif":
+        return _write_gif(path, frames, fps)
     codec = codec or DEFAULT_CODECS.get(path.suffix.lower(), "libx264")
     opts = dict(options or {})
     pix_fmt = "yuv420p"
@@ -62,6 +64,18 @@ def write_video(
             container.mux(packet)
     finally:
         container.close()
+    os.replace(tmp, path)
+    return path
+
+
+def _write_gif(path: Path, frames: np.ndarray, fps: float) -> Path:
+    """Looping GIF (Pillow's palette per frame); frame time in whole milliseconds, as GIF stores it."""
+    from PIL import Image
+
+    images = [Image.fromarray(frame) for frame in frames]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
+    images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0)
     os.replace(tmp, path)
     return path
 

@@ -92,6 +92,9 @@ def read_weights(folder: Union[str, Path], use_ema: bool = True) -> tuple[dict[s
     folder = check_folder(folder)
     state, config = load_file(str(folder / WEIGHTS_FILE)), load_config(folder / CONFIG_FILE)
     if not (folder / META_FILE).is_file():  # the trainer exports the EMA weights when it kept them
+        from sweettok.models.pretrained import read_export_config
+
+        config = read_export_config(folder)  # the priors inside the export (absolute paths, hashes checked)
         return state, config, "export (EMA)" if config.training.use_ema else "export (training.use_ema=false: raw)"
     state = _strip_wrapper(state)
     if not use_ema:

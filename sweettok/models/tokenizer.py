@@ -233,7 +233,17 @@ class SweetTok(nn.Module):
 
     @classmethod
     def from_pretrained(cls, directory: Union[str, Path], map_location: str = "cpu") -> "SweetTok":
-        """Load an export folder: ``model.safetensors`` (our keys) + ``config.yaml`` (the resolved config)."""
-        from sweettok.models.tokenizer_convert import load_pretrained
+        """Load an export folder or hub id (``sweettok.models.pretrained``): eval mode, gradients off."""
+        from sweettok.models.pretrained import load_pretrained
 
         return load_pretrained(directory, map_location)
+
+    def save_pretrained(self, directory: Union[str, Path], config=None) -> Path:
+        """Write a self-contained export folder (weights, config, MLC priors, their hashes).
+
+        ``config`` is the full run config; by default the one the model was loaded with, else the
+        schema defaults around the model's own tokenizer and proxy sections.
+        """
+        from sweettok.models.pretrained import model_config, save_pretrained
+
+        return save_pretrained(self.state_dict(), config if config is not None else model_config(self), directory)

@@ -24,7 +24,7 @@ import torch
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
-from sweettok.config import ProxyConfig, TokenizerConfig, to_dataclass
+from sweettok.config import ProxyConfig, TokenizerConfig
 from sweettok.models.key_mapping import STACK_RULES, invert_rules, rename_keys
 from sweettok.models.proxy_convert import (
     CheckpointMismatchError, check_published_quirks, check_state_dict, load_state_dict_strict, omnitokenizer_to_ours,
@@ -262,23 +262,7 @@ def _resolve_prior(prior: str, directory: Path) -> str:
 
 
 def load_pretrained(directory: str | os.PathLike, map_location: str = "cpu") -> SweetTok:
-    """Build from ``directory/config.yaml`` and load ``directory/model.safetensors`` strictly.
+    """Load an export folder: kept for old callers; see ``sweettok.models.pretrained.load_pretrained``."""
+    from sweettok.models.pretrained import load_pretrained as load
 
-    The MLC prior paths inside the config are resolved relative to the current directory, or else
-    to the export folder and its parents (so an export inside the repository loads from anywhere).
-    A weights file in the original layout is converted. Stage 2 (pixel decoder) is detected from
-    the keys. Returns the model in eval mode without gradients.
-    """
-    from sweettok.training.checkpoint import load_export  # training imports models, not the reverse
-
-    directory = Path(directory)
-    state_dict, config = load_export(directory)
-    cfg: TokenizerConfig = to_dataclass(config.model.tokenizer)
-    proxy: ProxyConfig = to_dataclass(config.model.proxy)
-    for quantizer in (cfg.spatial_quantizer, cfg.temporal_quantizer):
-        quantizer.prior = _resolve_prior(quantizer.prior, directory)
-    if is_original_layout(state_dict):
-        model = build_from_original(state_dict, cfg, proxy)
-    else:
-        model = build_and_load(state_dict, cfg, proxy, str(directory / "model.safetensors"))
-    return model.to(map_location).eval()
+    return load(directory, map_location)

@@ -6,7 +6,7 @@
                                   schedulers, scaler, RNG of every rank), ema.safetensors,
                                   config.yaml, meta.json (written last)
       checkpoint-<step>-nonfinite/  state when a loss went NaN/inf (never resumed from)
-      export/model.safetensors + config.yaml   EMA weights of the main model
+      export/model.safetensors + config.yaml (+ priors/, export.json)   EMA weights of the main model
 
 A checkpoint is written into ``.tmp-checkpoint-<step>/`` and renamed with ``os.replace`` once
 complete, so a kill mid-save leaves every earlier checkpoint intact; resume only considers folders
@@ -26,7 +26,7 @@ from typing import Optional
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from sweettok.config import load_config, save_config
 
@@ -122,22 +122,10 @@ def load_checkpoint(accelerator, folder: str | os.PathLike, ema=None) -> dict:
 
 
 def export_model(state_dict: dict[str, torch.Tensor], cfg: DictConfig, out_dir: str | os.PathLike) -> Path:
-    """Write ``model.safetensors`` + ``config.yaml`` (call on the main process only)."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    # safetensors refuses tensors that share storage; clone those (tied weights) apart
-    tensors, seen = {}, set()
-    for name, tensor in state_dict.items():
-        tensor = tensor.detach().cpu()
-        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset())
-        tensors[name] = tensor.clone() if key in seen else tensor.contiguous()
-        seen.add(key)
-    tmp = out_dir / (EXPORT_WEIGHTS + ".tmp")
-    save_file(tensors, str(tmp), metadata={"format": "pt"})
-    os.replace(tmp, out_dir / EXPORT_WEIGHTS)
-    save_config(cfg, out_dir / CONFIG_FILE)
-    logger.info("exported %d tensors to %s", len(tensors), out_dir)
-    return out_dir
+    """Write a self-contained export (``sweettok.models.pretrained.save_pretrained``); main process only."""
+    from sweettok.models.pretrained import save_pretrained
+
+    return save_pretrained(state_dict, cfg, out_dir)
 
 
 def load_export(folder: str | os.PathLike) -> tuple[dict[str, torch.Tensor], DictConfig]:
