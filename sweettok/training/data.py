@@ -4,8 +4,10 @@ The sampler reshuffles each epoch with its own generator seeded by ``seed`` and 
 DataLoader gets its own generator too, so iterating never draws from the global torch RNG: a run
 resumed mid-epoch (``accelerator.skip_first_batches``) sees the same batches, and its model-side
 randomness (dropout, noise) continues exactly where the checkpoint's RNG state left it.
-Random augmentations inside dataset workers are only reproducible if the dataset derives them from
-the sample index and epoch.
+Random augmentations are only reproducible if the dataset derives them from the sample index and
+epoch (``VideoDataset`` does, from a generator per sample; Accelerate's ``set_epoch`` reaches the
+dataset), never from the global or a per-worker RNG: the loader prefetches the next batch before it
+yields this one, so a checkpoint's RNG state would otherwise already be past the next batch's draws.
 """
 
 from __future__ import annotations

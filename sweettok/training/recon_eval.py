@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 def build_train_loader(cfg: DictConfig) -> DataLoader:
     """Training clips of ``cfg.dataset`` in an order that exact resume can replay."""
-    dataset = VideoDataset(to_dataclass(cfg.dataset), "train")
+    dataset = VideoDataset(to_dataclass(cfg.dataset), "train", seed=cfg.experiment.seed)  # per-sample draws
     return build_dataloader(dataset, cfg.training.per_gpu_batch_size, seed=cfg.experiment.seed,
                             num_workers=cfg.dataset.num_workers)
 
