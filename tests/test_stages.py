@@ -100,6 +100,10 @@ def test_stage0_trains_proxy_and_export_loads_as_proxy(assets, stage0):
     assert list((out / "samples").glob("proxy_reconstruction_*.gif"))
     d_optimizer = stage0.task.optimizers["discriminator"].optimizer
     assert any(d_optimizer.state[p] for g in d_optimizer.param_groups for p in g["params"]), "D never stepped"
+    # LeCam's EMAs are kept as tensors, not as a custom pickle Accelerate would unpickle unsafely
+    assert not list((out / "checkpoint-2").glob("custom_checkpoint_*"))
+    task_state = load_file(str(out / "checkpoint-2" / "task_state.safetensors"))
+    assert set(task_state) == {"lecam.ema_real", "lecam.ema_fake"} and task_state["lecam.ema_real"] != 0
 
 
 def test_stage1_trains_from_the_stage0_proxy(assets, stage1):

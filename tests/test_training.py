@@ -302,6 +302,100 @@ def test_kill_during_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
     assert not (tmp_path / ".tmp-checkpoint-4").exists()
 
 
+class Payload:
+    """Unpickling this runs code (touches a marker file): what a planted checkpoint file would do."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+class LeCamTask(RegressionTask):
+    """Keeps loss-side state (LeCam's EMAs) in ``checkpoint_modules``."""
+
+    def build(self) -> None:
+        super().build()
+        from sweettok.losses.gan import LeCamEMA
+
+        self.lecam = LeCamEMA(0.5)
+        self.checkpoint_modules["lecam"] = self.lecam
+
+    def train_step(self, batch, step: int) -> dict:
+        logs = super().train_step(batch, step)
+        self.lecam.update(logs["loss"], -logs["loss"])
+        return logs
+
+
+def test_task_state_resumes_from_tensors_and_planted_pickles_never_run(tmp_path, caplog):
+    cfg = make_cfg(tmp_path, "experiment.save_every=2", "training.max_train_steps=4")
+    straight = new_trainer(make_cfg(tmp_path / "straight", "training.max_train_steps=4"), LeCamTask)
+    straight.fit()
+    first = new_trainer(cfg, LeCamTask, stop_at=2)
+    with pytest.raises(KeyboardInterrupt):
+        first.fit()
+    folder = tmp_path / "checkpoint-2"
+    assert {p.suffix for p in folder.iterdir()} <= {".safetensors", ".json", ".yaml", ".bin", ".pkl"}
+    assert not list(folder.glob("custom_checkpoint_*"))
+    marker = tmp_path / "code-ran"
+    torch.save(Payload(marker), folder / "custom_checkpoint_0.pkl")  # would run under register_for_checkpointing
+    from sweettok.training.checkpoint import CheckpointError
+
+    with caplog.at_level("WARNING"), pytest.raises(CheckpointError, match="no checkpoint .* can be resumed"):
+        new_trainer(cfg, LeCamTask)
+    assert not marker.exists()
+    assert "custom_checkpoint_0.pkl: refused" in caplog.text
+    (folder / "custom_checkpoint_0.pkl").unlink()
+    resumed = new_trainer(cfg, LeCamTask)
+    resumed.fit()
+    for name in ("ema_real", "ema_fake"):
+        assert torch.equal(getattr(resumed.task.lecam, name), getattr(straight.task.lecam, name))
+
+
+@pytest.mark.parametrize("damage", ["rng_pickle", "optimizer_pickle", "truncated_model", "meta"])
+def test_damaged_newest_checkpoint_is_named_and_the_previous_one_used(tmp_path, caplog, damage):
+    cfg = make_cfg(tmp_path, "experiment.save_every=2", "training.max_train_steps=4")
+    new_trainer(cfg).fit()
+    newest, marker = tmp_path / "checkpoint-4", tmp_path / "code-ran"
+    bad = {"rng_pickle": "random_states_0.pkl", "optimizer_pickle": "optimizer.bin",
+           "truncated_model": "model.safetensors", "meta": "meta.json"}[damage]
+    if damage.endswith("pickle"):
+        torch.save(Payload(marker), newest / bad)
+    else:
+        data = (newest / bad).read_bytes()
+        (newest / bad).write_bytes(data[: len(data) // 2])
+    with caplog.at_level("WARNING"):
+        resumed = new_trainer(cfg)
+    assert resumed.step == 2 and not marker.exists()
+    assert f"cannot resume from {newest}" in caplog.text and bad in caplog.text
+    assert "resumed from the older checkpoint-2" in caplog.text
+    if damage.endswith("pickle"):
+        assert "refused to unpickle" in caplog.text
+
+
+def test_no_readable_checkpoint_says_what_to_do(tmp_path):
+    from sweettok.training.checkpoint import CheckpointError
+
+    cfg = make_cfg(tmp_path, "experiment.save_every=2", "training.max_train_steps=2")
+    new_trainer(cfg).fit()
+    path = tmp_path / "checkpoint-2" / "model.safetensors"
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="delete or move the damaged checkpoint-\\* folders"):
+        new_trainer(cfg)
+
+
+def test_checkpoint_and_export_files_follow_the_umask(tmp_path):
+    cfg = make_cfg(tmp_path, "experiment.save_every=2", "training.max_train_steps=2")
+    new_trainer(cfg).fit()
+    mask = os.umask(0)
+    os.umask(mask)
+    files = [p for p in tmp_path.rglob("*") if p.is_file() and p.suffix in (".safetensors", ".bin", ".pkl", ".json")]
+    assert any(p.name == "ema.safetensors" for p in files) and any(p.parent.name == "export" for p in files)
+    for path in files:
+        assert path.stat().st_mode & 0o777 == 0o666 & ~mask, path
+
+
 def test_keep_last_checkpoints(tmp_path):
     cfg = make_cfg(tmp_path, "experiment.save_every=1", "training.max_train_steps=4",
                    "experiment.keep_last_checkpoints=2")

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from sweettok.config import save_config
 from sweettok.training.accelerator import build_accelerator
 from sweettok.training.checkpoint import (
-    export_model, latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint,
+    CheckpointError, export_model, list_checkpoints, load_checkpoint, prune_checkpoints, save_checkpoint,
 )
 from sweettok.training.ema import EMA
 from sweettok.training.logs import flatten, setup_logging
@@ -111,11 +111,28 @@ class Trainer:
                                        init_kwargs={"wandb": {"name": exp.name, "dir": str(self.output_dir)}})
 
     def _resume(self) -> None:
-        folder = latest_checkpoint(self.output_dir)
-        if folder is None:
+        """Load the newest readable checkpoint; a damaged one is named and the previous one is used."""
+        candidates = [folder for _, folder in reversed(list_checkpoints(self.output_dir))]
+        if not candidates:
             logger.info("no checkpoint in %s: starting from scratch", self.output_dir)
             return
-        meta = load_checkpoint(self.accelerator, folder, self.ema)
+        damaged = []
+        for folder in candidates:
+            try:
+                meta = load_checkpoint(self.accelerator, folder, self.ema, self.task.checkpoint_modules)
+                break
+            except CheckpointError as err:
+                damaged.append(folder)
+                others = "falling back to the previous checkpoint" if folder != candidates[-1] else "no other left"
+                logger.warning("cannot resume from %s: %s; %s", folder, err, others)
+        else:
+            raise CheckpointError(
+                f"no checkpoint in {self.output_dir} can be resumed from ({len(damaged)} damaged; last error above): "
+                "delete or move the damaged checkpoint-* folders, or start anew with experiment.resume=false "
+                "and another experiment.output_dir")
+        if damaged:
+            logger.warning("resumed from the older %s; skipped damaged %s (its later steps are trained again)",
+                           folder.name, ", ".join(f.name for f in damaged))
         self.step, self.epoch, self.batches_in_epoch = meta["step"], meta["epoch"], meta["batches_in_epoch"]
         saved_procs = meta.get("num_processes", self.accelerator.num_processes)
         if saved_procs != self.accelerator.num_processes:
@@ -286,7 +303,7 @@ class Trainer:
         meta = {"step": self.step, "epoch": self.epoch, "batches_in_epoch": self.batches_in_epoch,
                 "num_processes": self.accelerator.num_processes}
         folder = save_checkpoint(self.accelerator, self.output_dir / f"checkpoint-{step}{suffix}",
-                                 meta, self.cfg, self.ema)
+                                 meta, self.cfg, self.ema, self.task.checkpoint_modules)
         if not suffix and self.accelerator.is_main_process:
             prune_checkpoints(self.output_dir, self.cfg.experiment.keep_last_checkpoints)
         return folder
