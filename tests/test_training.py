@@ -550,6 +550,35 @@ def test_mistyped_override_fails_naming_the_key(capsys):
     assert "training.max_train_stepz" in capsys.readouterr().err
 
 
+def test_train_script_failures_are_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
+    """A missing dataset root, or a read-only output folder: `error: ...` on one line, exit 2; --debug re-raises."""
+    import errno
+
+    from sweettok.data.lists import DatasetError
+
+    main = runpy.run_path(str(ROOT / "scripts" / "train.py"))["main"]
+    args = [f"config={ROOT / 'configs/demo/proxy_train.yaml'}", f"experiment.output_dir={tmp_path / 'out'}",
+            "experiment.logger=none", f"dataset.root={tmp_path / 'nowhere'}",
+            f"dataset.train_list={tmp_path / 'list.txt'}"]
+    (tmp_path / "list.txt").write_text("videos/a.mp4\t1\n")
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "check dataset.root" in lines[0] and "Traceback" not in err
+    AcceleratorState._reset_state(True)
+    with pytest.raises(DatasetError):
+        main([*args, "--debug"])
+
+    def read_only(cfg, path):
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+    AcceleratorState._reset_state(True)
+    monkeypatch.setattr("sweettok.training.trainer.save_config", read_only)
+    assert main(args) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith("error: cannot write ") and "config.yaml" in line and "writable" in line
+
+
 def test_train_script_dispatches_on_the_stage(tmp_path, monkeypatch, capsys):
     """scripts/train.py picks the registered task of experiment.train_stage and exports at the end."""
     from sweettok.training import registry

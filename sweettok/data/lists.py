@@ -155,7 +155,8 @@ def load_entries(list_path: str, root: str, list_format: str, split_folder: str)
     path = resolve_list_path(list_path, root)
     lines = read_list_lines(path)
     if not lines:
-        raise DatasetError(f"list file {path} is empty")
+        raise DatasetError(f"list file {path} is empty: it needs one line per video (path relative to dataset.root, "
+                           "then the label); or set dataset.list_format=folder to walk dataset.root/<split>/<class>/")
     fmt = detect_list_format(lines) if list_format == "auto" else list_format
     parse = parse_tsv_lines if fmt == "tsv" else parse_ucf_lines
     return parse(lines, str(path)), fmt
