@@ -3,7 +3,8 @@
 The stage is ``experiment.train_stage`` (0 proxy tokenizer, 1 proxy codes, 2 pixel decoder,
 3 generator); multi-GPU: ``accelerate launch --multi_gpu --num_processes N scripts/train.py ...``.
 Any failure prints one line ``error: ...`` to stderr and exits 2 (1 for a non-finite loss); pass
-``--debug`` (or set ``SWEETTOK_DEBUG=1``) to get the traceback instead.
+``--debug`` (or set ``SWEETTOK_DEBUG=1``) to get the traceback instead. SIGTERM saves a checkpoint
+and exits 143 (128 + SIGTERM); the same command resumes.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from typing import Optional
 from sweettok.config import load_config_from_cli
 from sweettok.training.registry import get_task_factory
 from sweettok.training.task import NonFiniteLossError
-from sweettok.training.trainer import Trainer
+from sweettok.training.trainer import Trainer, TrainingInterrupted
 
 DEBUG_FLAG = "--debug"
 DEBUG_ENV = "SWEETTOK_DEBUG"
+SIGTERM_EXIT = 143
 DISK_HINTS = {
     errno.EROFS: "the file system is read-only: set experiment.output_dir to a writable folder",
     errno.EACCES: "no permission: set experiment.output_dir to a folder you can write",
@@ -57,6 +59,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     argv = [arg for arg in argv if arg != DEBUG_FLAG]
     try:
         return train(argv)
+    except TrainingInterrupted as err:
+        print(f"stopped: {err}", file=sys.stderr)
+        return SIGTERM_EXIT
     except Exception as err:  # noqa: BLE001 - every failure becomes one line unless debugging
         if debug:
             raise

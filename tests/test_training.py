@@ -11,6 +11,7 @@ import json
 import os
 import runpy
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -70,9 +71,9 @@ class TinyMLP(nn.Module):
 class RegressionTask(Task):
     """Test fixture: MSE regression; records batch indices and lrs; can stop or go NaN at a step."""
 
-    def __init__(self, cfg, trainer, stop_at: int = -1, nan_at: int = -1):
+    def __init__(self, cfg, trainer, stop_at: int = -1, nan_at: int = -1, sigterm_at: int = -1):
         super().__init__(cfg, trainer)
-        self.stop_at, self.nan_at = stop_at, nan_at
+        self.stop_at, self.nan_at, self.sigterm_at = stop_at, nan_at, sigterm_at
         self.seen: list[list[int]] = []
         self.lrs: dict[int, float] = {}
 
@@ -88,6 +89,8 @@ class RegressionTask(Task):
     def train_step(self, batch, step: int) -> dict:
         if step == self.stop_at:
             raise KeyboardInterrupt(f"simulated kill at step {step}")
+        if step == self.sigterm_at:
+            os.kill(os.getpid(), signal.SIGTERM)  # preemption in the middle of a step
         index, x, y = batch
         self.seen.append(index.tolist())
         self.lrs[step] = self.optimizers["model"].param_groups[0]["lr"]
@@ -394,6 +397,66 @@ def test_checkpoint_and_export_files_follow_the_umask(tmp_path):
     assert any(p.name == "ema.safetensors" for p in files) and any(p.parent.name == "export" for p in files)
     for path in files:
         assert path.stat().st_mode & 0o777 == 0o666 & ~mask, path
+
+
+def test_sigterm_saves_a_checkpoint_and_the_rerun_resumes_exactly(tmp_path):
+    from sweettok.training.trainer import TrainingInterrupted
+
+    straight = new_trainer(make_cfg(tmp_path / "a"))
+    straight.fit()
+    cfg = make_cfg(tmp_path / "b")
+    before = signal.getsignal(signal.SIGTERM)
+    first = new_trainer(cfg, sigterm_at=2)
+    with pytest.raises(TrainingInterrupted, match="SIGTERM at step 3.*checkpoint-3"):
+        first.fit()
+    assert signal.getsignal(signal.SIGTERM) == before  # the handler is restored
+    assert [step for step, _ in list_checkpoints(tmp_path / "b")] == [3]
+    resumed = new_trainer(cfg)
+    assert resumed.step == 3
+    resumed.fit()
+    assert_same(snapshot(resumed), snapshot(straight))
+
+
+def test_fresh_start_moves_an_older_run_aside(tmp_path):
+    """resume=false into a used folder: the old run is kept aside, the new one is never mixed with it."""
+    out = tmp_path / "run"
+    new_trainer(make_cfg(out, "experiment.save_every=2", "training.max_train_steps=6")).fit()
+    fresh = make_cfg(out, "experiment.save_every=2", "training.max_train_steps=2", "experiment.resume=false",
+                     "experiment.keep_last_checkpoints=1")
+    new_trainer(fresh).fit()
+    assert [step for step, _ in list_checkpoints(out)] == [2]  # not pruned away by the old run's 4 and 6
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith("run.previous-")]
+    assert len(aside) == 1 and [step for step, _ in list_checkpoints(aside[0])] == [2, 4, 6]
+    assert (aside[0] / "export" / "model.safetensors").is_file()
+    again = new_trainer(make_cfg(out, "experiment.save_every=2", "training.max_train_steps=2"))
+    assert again.step == 2  # resumes the new run, not the old one
+
+
+def test_two_runs_into_one_folder_are_refused(tmp_path):
+    from sweettok.training.run_folder import OutputFolderBusyError, RunLock
+
+    holder = RunLock(tmp_path)  # as another process training here would hold it
+    with pytest.raises(OutputFolderBusyError, match=f"{tmp_path} is in use by a running training \\(host .* pid {os.getpid()}"):
+        new_trainer(make_cfg(tmp_path))
+    assert not (tmp_path / "config.yaml").exists()
+    holder.release()
+    new_trainer(make_cfg(tmp_path, "training.max_train_steps=1")).fit()  # free again; fit releases it
+    new_trainer(make_cfg(tmp_path, "training.max_train_steps=2")).fit()
+
+
+def test_resume_with_a_changed_config_refuses_what_cannot_apply(tmp_path, caplog):
+    from sweettok.config import ConfigError
+
+    new_trainer(make_cfg(tmp_path, "experiment.save_every=2", "training.max_train_steps=2")).fit()
+    with pytest.raises(ConfigError, match=r"cannot resume from .*checkpoint-2.*optimizer.learning_rate: 0.01 -> 0.02"):
+        new_trainer(make_cfg(tmp_path, "training.max_train_steps=4", "optimizer.learning_rate=2e-2"))
+    with pytest.raises(ConfigError, match=r"training.per_gpu_batch_size: 4 -> 2 \(the data position"):
+        new_trainer(make_cfg(tmp_path, "training.per_gpu_batch_size=2"))
+    with caplog.at_level("WARNING"):
+        resumed = new_trainer(make_cfg(tmp_path, "training.max_train_steps=4", "training.ema_decay=0.8"))
+    assert resumed.step == 2
+    assert "changed config" in caplog.text and "training.max_train_steps: 2 -> 4" in caplog.text
+    assert "training.ema_decay: 0.9 -> 0.8" in caplog.text
 
 
 def test_keep_last_checkpoints(tmp_path):

@@ -104,6 +104,14 @@ def read_meta(folder: str | os.PathLike) -> dict:
     return json.loads(path.read_text())
 
 
+def read_checkpoint_meta(folder: str | os.PathLike) -> dict:
+    """``read_meta``, with CheckpointError naming the file when it is unreadable."""
+    try:
+        return read_meta(folder)
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{Path(folder) / META_FILE} is damaged ({str(err).splitlines()[0]})") from None
+
+
 def save_checkpoint(
     accelerator,
     folder: str | os.PathLike,
@@ -193,10 +201,7 @@ def load_checkpoint(accelerator, folder: str | os.PathLike, ema=None,
     Raises CheckpointError naming the folder and the file when any of it cannot be read.
     """
     folder = Path(folder)
-    try:
-        meta = read_meta(folder)
-    except (OSError, ValueError) as err:
-        raise CheckpointError(f"{folder / META_FILE} is damaged ({err})") from None
+    meta = read_checkpoint_meta(folder)
     _check_pickles(accelerator, folder)
     try:
         accelerator.load_state(str(folder))

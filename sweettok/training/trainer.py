@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import signal
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,10 +25,13 @@ from tqdm.auto import tqdm
 from sweettok.config import save_config
 from sweettok.training.accelerator import build_accelerator
 from sweettok.training.checkpoint import (
-    CheckpointError, export_model, list_checkpoints, load_checkpoint, prune_checkpoints, save_checkpoint,
+    CheckpointError, export_model, list_checkpoints, load_checkpoint, prune_checkpoints, read_checkpoint_meta,
+    save_checkpoint,
 )
 from sweettok.training.ema import EMA
 from sweettok.training.logs import flatten, setup_logging
+from sweettok.training.resume_config import check_resume_config
+from sweettok.training.run_folder import claim_output_folder
 from sweettok.training.task import NonFiniteLossError, Task
 
 logger = logging.getLogger(__name__)
@@ -43,6 +47,15 @@ def _namespaced(logs: dict[str, Any], default: str) -> dict[str, Any]:
     return {(k if "/" in k else f"{default}/{k}"): v for k, v in logs.items()}
 
 
+class TrainingInterrupted(RuntimeError):
+    """SIGTERM (e.g. preemption) stopped the run after saving a checkpoint; rerunning resumes it."""
+
+    def __init__(self, step: int, folder: Path):
+        self.step, self.folder = step, folder
+        super().__init__(f"stopped by SIGTERM at step {step}; checkpoint saved in {folder}: run the same command "
+                         "again to resume")
+
+
 class Trainer:
     """Runs a Task: builds the Accelerator, prepares the task's parts, resumes, trains, exports."""
 
@@ -50,7 +63,26 @@ class Trainer:
         self.cfg = cfg
         self.output_dir = Path(cfg.experiment.output_dir)
         self.accelerator = build_accelerator(cfg)
+        self._lock, moved = None, None
+        if self.accelerator.is_main_process:  # one run per folder; an older run goes aside on a fresh start
+            self._lock, moved = claim_output_folder(self.output_dir, cfg.experiment.resume)
+        try:
+            self.accelerator.wait_for_everyone()
+            self._setup(task_factory, moved)
+        except BaseException:
+            self._release()
+            raise
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+
+    def _setup(self, task_factory: TaskFactory, moved: Optional[Path]) -> None:
+        cfg = self.cfg
         setup_logging(self.output_dir, self.accelerator.is_main_process)
+        if moved is not None:
+            logger.warning("experiment.resume=false: the earlier run in %s was moved to %s", self.output_dir, moved)
+        self._stop_signal = False
         self.step, self.epoch, self.batches_in_epoch = 0, 0, 0
         self._step_logs: dict[str, Any] = {}  # lr / grad norms of the current optimizer step
         if self.accelerator.is_main_process:
@@ -119,6 +151,7 @@ class Trainer:
         damaged = []
         for folder in candidates:
             try:
+                check_resume_config(read_checkpoint_meta(folder).get("config", {}), self.cfg, str(folder))
                 meta = load_checkpoint(self.accelerator, folder, self.ema, self.task.checkpoint_modules)
                 break
             except CheckpointError as err:
@@ -176,18 +209,38 @@ class Trainer:
     # ------------------------------------------------------------------ loop
 
     def fit(self) -> Path:
-        """Train to ``training.max_train_steps``; return the export folder."""
-        self._init_trackers()
+        """Train to ``training.max_train_steps``; return the export folder.
+
+        SIGTERM saves a checkpoint at the end of the current step and raises TrainingInterrupted.
+        """
+        previous = _set_sigterm(self._on_sigterm)
         try:
-            self._loop()
-        except NonFiniteLossError as err:
-            folder = self.save(suffix="-nonfinite", step=err.step)
-            err.args = (f"{err.args[0]}; the state before that step is in {folder} (never resumed from)",)
+            self._init_trackers()
+            try:
+                self._loop()
+            except NonFiniteLossError as err:
+                folder = self.save(suffix="-nonfinite", step=err.step)
+                err.args = (f"{err.args[0]}; the state before that step is in {folder} (never resumed from)",)
+                self.accelerator.end_training()
+                raise
+            export_dir = self.export()
             self.accelerator.end_training()
-            raise
-        export_dir = self.export()
-        self.accelerator.end_training()
-        return export_dir
+            return export_dir
+        finally:
+            _set_sigterm(previous)
+            self._release()
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        logger.warning("SIGTERM: saving a checkpoint at the end of step %d, then stopping", self.step + 1)
+        self._stop_signal = True
+
+    def _stop_requested(self) -> bool:
+        """Whether any rank got SIGTERM (all ranks then save together: the save is collective)."""
+        flag = self._stop_signal
+        if self.accelerator.num_processes > 1:
+            flag = bool(self.accelerator.reduce(torch.tensor([float(flag)], device=self.accelerator.device),
+                                                reduction="sum").item() > 0)
+        return flag
 
     def _epoch_batches(self) -> Optional[Iterator]:
         """This epoch's dataloader, past the batches a resumed run already consumed (None if all)."""
@@ -204,6 +257,14 @@ class Trainer:
         acc, cfg = self.accelerator, self.cfg
         max_steps = cfg.training.max_train_steps
         progress = tqdm(total=max_steps, initial=self.step, disable=not acc.is_main_process, desc="train")
+        try:
+            self._epochs(progress)
+        finally:
+            progress.close()  # before any error message, so it is not glued to the bar
+
+    def _epochs(self, progress: tqdm) -> None:
+        acc, cfg = self.accelerator, self.cfg
+        max_steps = cfg.training.max_train_steps
         window = {"data": 0.0, "batch": 0.0, "steps": 0}
         while self.step < max_steps:
             batches = self._epoch_batches()
@@ -228,12 +289,16 @@ class Trainer:
                     window = {"data": 0.0, "batch": 0.0, "steps": 0}
                 self._step_logs = {}
                 self._hooks(last_step)
+                if not last_step and self._stop_requested():
+                    saved = self.output_dir / f"checkpoint-{self.step}"
+                    if not _due(cfg.experiment.save_every, self.step, last_step):
+                        saved = self.save()
+                    raise TrainingInterrupted(self.step, saved)
                 tick = step_start = time.perf_counter()
                 if last_step:
                     break
             else:
                 self.epoch, self.batches_in_epoch = self.epoch + 1, 0
-        progress.close()
 
     def _hooks(self, last_step: bool) -> None:
         exp = self.cfg.experiment
@@ -318,6 +383,14 @@ class Trainer:
                 export_model(state, self.cfg, out)
         self.accelerator.wait_for_everyone()
         return out
+
+
+def _set_sigterm(handler: Any) -> Any:
+    """Install a SIGTERM handler, returning the previous one (no-op outside the main thread)."""
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: signals cannot be handled here
+        return None
 
 
 def _format(scalars: dict[str, float]) -> str:
