@@ -277,6 +277,24 @@ def test_exact_resume_with_video_dataset_at_any_step(tmp_path, demo_root, worker
         assert_same(snapshot(resumed), expected)
 
 
+def test_bad_files_are_summarised_per_epoch_across_workers(tmp_path, demo_root, caplog):
+    """3 unreadable files among 15, 2 workers: each epoch's summary counts them once, the run log totals them."""
+    lines = (demo_root / "train.txt").read_text().splitlines()
+    for i in range(3):
+        (tmp_path / f"broken{i}.mp4").write_bytes(b"not a video" * 50)
+        lines.append(f"{tmp_path / f'broken{i}.mp4'}\t1")
+    (tmp_path / "list.txt").write_text("\n".join(lines) + "\n")
+    cfg = make_cfg(tmp_path / "out", f"dataset.root={demo_root}", f"dataset.train_list={tmp_path / 'list.txt'}",
+                   f"dataset.eval_list={demo_root / 'test.txt'}", "dataset.num_frames=4", "dataset.resolution=16",
+                   "dataset.num_workers=2", "training.per_gpu_batch_size=5", "training.max_train_steps=6")
+    with caplog.at_level("INFO"):
+        new_trainer(cfg, ClipTask).fit()
+    assert "data of epoch 0: 15 clips, 3 replaced for 3 unreadable file(s): " in caplog.text
+    assert "data of epoch 1 (to step 6): 15 clips, 3 replaced for 3 unreadable file(s): " in caplog.text
+    assert "data of this run: 30 clips, 6 replaced for 3 unreadable file(s)" in caplog.text
+    assert "data of this run" in (tmp_path / "out" / "train.log").read_text()
+
+
 def test_kill_during_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
     """A save that dies after partial writes leaves checkpoint-2 intact; resume ignores the leftover."""
     cfg = make_cfg(tmp_path, "experiment.save_every=2", "training.max_train_steps=4")

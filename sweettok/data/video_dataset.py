@@ -2,8 +2,12 @@
 
 Each item decodes only the frames of one clip (``sampling.plan_clip``), transforms them
 (``transforms.VideoTransform``) and returns ``{"video": float (C, T, H, W), "label": int,
-"key": str}``. Unreadable videos are skipped: the path is logged once, counted in ``stats``,
-and another index is drawn deterministically from the index; only ``max_retries`` unreadable files
+"key": str, "unreadable": str, "padded": int}``: ``key`` is the clip actually loaded,
+``unreadable`` the newline-joined paths this item passed over ("" when none) and ``padded`` 1 for
+a short video, so a consumer can count real distinct clips and bad files across worker processes
+(the trainer logs them per epoch). Unreadable videos are skipped: the path is logged once per
+process (at debug level inside DataLoader workers, whose summary the consumer reports), counted in
+``stats``, and another index is drawn deterministically from the index; only ``max_retries`` unreadable files
 for one item (i.e. a dataset that is essentially unreadable) raise. Randomness (clip start, crop, flip)
 comes from a ``torch.Generator`` per sample seeded by (seed, epoch, index, candidate), never from a
 global or per-worker RNG: an item is the same whichever worker loads it and whenever it is
@@ -152,7 +156,8 @@ class VideoDataset(Dataset):
     def _report(self, path: str, err: Exception) -> None:
         self._reported.add(path)
         self.stats["unreadable_files"] = len(self._reported)
-        logger.warning("skipping unreadable video %s (%s); %d unreadable so far in this process",
+        in_worker = torch.utils.data.get_worker_info() is not None  # each worker would warn again every epoch
+        logger.log(logging.DEBUG if in_worker else logging.WARNING, "skipping unreadable video %s (%s); %d unreadable so far in this process",
                        path, getattr(err, "reason", err), len(self._reported))
 
     def __getitem__(self, index: int) -> dict[str, Any]:
@@ -161,24 +166,28 @@ class VideoDataset(Dataset):
         # which does not change the outcome because they would fail again.
         retries = max(1, self.cfg.max_retries)
         rng = random.Random(index)
-        candidate, failures, last_error = index, 0, None
+        candidate, failures, last_error, passed_over = index, 0, None, []
         for _ in range(retries * 20):
             entry = self.entries[candidate]
             path = self.path_of(entry)
             if path in self._reported:
                 self.stats["skipped"] += 1
+                passed_over.append(path)
             else:
+                padded = self.stats["padded"]
                 try:
                     video = self.load_clip(entry, self.sample_generator(index, candidate))
                 except (VideoReadError, IndexError, ValueError) as err:  # ValueError: e.g. frame size changes mid-file
                     self.stats["skipped"] += 1
                     self._report(path, err)
+                    passed_over.append(path)
                     failures, last_error = failures + 1, err
                     if failures >= retries:
                         break
                 else:
                     self.stats["loaded"] += 1
-                    return {"video": video, "label": self._label[entry.class_name], "key": entry.key}
+                    return {"video": video, "label": self._label[entry.class_name], "key": entry.key,
+                            "unreadable": "\n".join(passed_over), "padded": int(self.stats["padded"] > padded)}
             if len(self.entries) > 1:
                 candidate = (index + rng.randrange(1, len(self.entries))) % len(self.entries)
         raise DatasetError(

@@ -28,6 +28,7 @@ from sweettok.training.checkpoint import (
     CheckpointError, export_model, list_checkpoints, load_checkpoint, prune_checkpoints, read_checkpoint_meta,
     save_checkpoint,
 )
+from sweettok.training.data import DataReport
 from sweettok.training.ema import EMA
 from sweettok.training.logs import flatten, setup_logging
 from sweettok.training.resume_config import check_resume_config
@@ -83,6 +84,7 @@ class Trainer:
         if moved is not None:
             logger.warning("experiment.resume=false: the earlier run in %s was moved to %s", self.output_dir, moved)
         self._stop_signal = False
+        self.data_report = DataReport()  # unreadable / padded clips, logged per epoch
         self.step, self.epoch, self.batches_in_epoch = 0, 0, 0
         self._step_logs: dict[str, Any] = {}  # lr / grad norms of the current optimizer step
         if self.accelerator.is_main_process:
@@ -271,6 +273,7 @@ class Trainer:
             tick = step_start = time.perf_counter()
             for batch in batches or ():
                 window["data"] += time.perf_counter() - tick
+                self.data_report.add(batch)
                 with acc.accumulate(*self._trainable_models):
                     logs = self.task.train_step(batch, self.step)
                 self.batches_in_epoch += 1
@@ -298,7 +301,15 @@ class Trainer:
                 if last_step:
                     break
             else:
+                self._log_data(self.data_report.summary(acc, f"data of epoch {self.epoch}"))
                 self.epoch, self.batches_in_epoch = self.epoch + 1, 0
+        self._log_data(self.data_report.summary(acc, f"data of epoch {self.epoch} (to step {self.step})"))
+        self._log_data(self.data_report.run_summary(acc))
+
+    @staticmethod
+    def _log_data(summary: Optional[tuple[str, bool]]) -> None:
+        if summary is not None:
+            logger.log(logging.WARNING if summary[1] else logging.INFO, summary[0])
 
     def _hooks(self, last_step: bool) -> None:
         exp = self.cfg.experiment
