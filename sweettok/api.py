@@ -30,6 +30,7 @@ from sweettok.data.sampling import frame_step, plan_clip
 from sweettok.data.transforms import VideoTransform
 from sweettok.data.video_reader import open_video
 from sweettok.models.tokenizer import SweetTok
+from sweettok.permissions import make_shareable
 from sweettok.token_layout import TokenLayout
 
 EXPORT_FILES = ("model.safetensors", "config.yaml")
@@ -120,6 +121,7 @@ def save_tokens(path: Union[str, os.PathLike], indices: torch.Tensor, layout: To
     else:  # safetensors metadata values must be strings
         save_file({"indices": indices.cpu().long().contiguous()}, str(path),
                   metadata={key: value if isinstance(value, str) else json.dumps(value) for key, value in meta.items()})
+        make_shareable(path)  # safetensors writes 0600
     return path
 
 

@@ -42,6 +42,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from sweettok.config import load_config, save_config
+from sweettok.permissions import make_shareable
 
 logger = logging.getLogger(__name__)
 
@@ -59,13 +60,6 @@ class CheckpointError(RuntimeError):
     """A checkpoint folder that cannot be read (damaged, truncated, or holding a refused pickle)."""
 
 
-def make_shareable(path: str | os.PathLike) -> None:
-    """Give a file (or every file under a folder) the umask's default mode instead of 0600."""
-    mask = os.umask(0)
-    os.umask(mask)
-    path = Path(path)
-    for file in ([path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]):
-        os.chmod(file, 0o666 & ~mask)
 
 
 def list_checkpoints(output_dir: str | os.PathLike) -> list[tuple[int, Path]]:
