@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 import torch
-from accelerate.utils import set_seed
+from accelerate.utils import broadcast_object_list, set_seed
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
@@ -32,7 +32,7 @@ from sweettok.training.data import DataReport
 from sweettok.training.ema import EMA
 from sweettok.training.logs import flatten, setup_logging
 from sweettok.training.resume_config import check_resume_config
-from sweettok.training.run_folder import claim_output_folder
+from sweettok.training.run_folder import OutputFolderBusyError, RunLock, claim_output_folder
 from sweettok.training.task import NonFiniteLossError, Task
 
 logger = logging.getLogger(__name__)
@@ -64,15 +64,29 @@ class Trainer:
         self.cfg = cfg
         self.output_dir = Path(cfg.experiment.output_dir)
         self.accelerator = build_accelerator(cfg)
-        self._lock, moved = None, None
-        if self.accelerator.is_main_process:  # one run per folder; an older run goes aside on a fresh start
-            self._lock, moved = claim_output_folder(self.output_dir, cfg.experiment.resume)
+        self._lock, moved = self._claim_output_folder()
         try:
-            self.accelerator.wait_for_everyone()
             self._setup(task_factory, moved)
         except BaseException:
             self._release()
             raise
+
+    def _claim_output_folder(self) -> tuple[Optional[RunLock], Optional[Path]]:
+        """One run per folder (main process locks it); an older run goes aside on a fresh start.
+
+        A refusal reaches every rank, so none waits for a main process that has stopped.
+        """
+        acc, lock, moved, refusal = self.accelerator, None, None, None
+        if acc.is_main_process:
+            try:
+                lock, moved = claim_output_folder(self.output_dir, self.cfg.experiment.resume)
+            except OutputFolderBusyError as err:
+                refusal = str(err)
+        if acc.num_processes > 1:
+            refusal = broadcast_object_list([refusal])[0]
+        if refusal is not None:
+            raise OutputFolderBusyError(refusal)
+        return lock, moved
 
     def _release(self) -> None:
         if self._lock is not None:
