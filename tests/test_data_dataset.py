@@ -189,3 +189,12 @@ def test_max_eval_clips_takes_an_evenly_spaced_subset_and_bad_rule_fails_early(t
     cfg.short_video = "mirror"
     with pytest.raises(ValueError, match="short_video"):
         VideoDataset(cfg, "train")
+
+
+def test_missing_or_empty_list_says_what_to_do(tmp_path):
+    cfg = make_set(tmp_path, {"a.mp4": 20})
+    (tmp_path / "empty.txt").write_text("")
+    with pytest.raises(DatasetError, match="empty.txt is empty: it needs one line per video.*dataset.list_format=folder"):
+        VideoDataset(OmegaConf.merge(cfg, {"train_list": str(tmp_path / "empty.txt")}), "train")
+    with pytest.raises(DatasetError, match="list file not found: .*nope.txt.*fix dataset.train_list"):
+        VideoDataset(OmegaConf.merge(cfg, {"train_list": str(tmp_path / "nope.txt")}), "train")

@@ -57,7 +57,8 @@ def resolve_list_path(list_path: str, root: str) -> Path:
     under_root = Path(root) / list_path
     if under_root.is_file():
         return under_root
-    raise DatasetError(f"list file not found: {list_path} (also looked for {under_root})")
+    raise DatasetError(f"list file not found: {list_path} (also looked for {under_root}); fix dataset.train_list / "
+                       "dataset.eval_list, or set it empty to walk dataset.root/<split>/<class>/")
 
 
 def read_list_lines(path: Path) -> list[str]:
