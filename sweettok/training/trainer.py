@@ -243,7 +243,8 @@ class Trainer:
             self.accelerator.end_training()
             return export_dir
         finally:
-            _set_sigterm(previous)
+            if previous is not None:  # None: not settable here, or set outside Python
+                _set_sigterm(previous)
             self._release()
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:
