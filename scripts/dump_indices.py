@@ -111,6 +111,10 @@ def encode_shard(tokenizer: SweetTok, dataset: VideoDataset, start: int, stop: i
         indices.append(tokenizer.encode(batch["video"].to(device)).indices.cpu())
         labels.append(batch["label"].long())
         keys.extend(batch["key"])
+        replaced = [paths for paths in batch["unreadable"] if paths]  # counted here: workers hold their own stats
+        if replaced:
+            logger.warning("%d clip(s) of this batch replace unreadable videos: %s", len(replaced),
+                           ", ".join(sorted({p for paths in replaced for p in paths.split("\n")})))
         progress.update(len(batch["key"]))
     return torch.cat(indices), torch.cat(labels), keys
 
@@ -179,8 +183,6 @@ def dump(args: argparse.Namespace) -> Path:
         indices, labels, keys = encode_shard(tokenizer, dataset, start, stop, args, device, progress)
         write_shard(out / shard_name(shard), indices, labels, keys, expected[shard], dtype)
     progress.close()
-    if dataset.stats.get("skipped"):
-        logger.warning("%d unreadable video(s) were replaced by other clips of the list", dataset.stats["skipped"])
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         index = write_index(out, dataset, tokenizer, str(tokenizer_dir), digest, num_shards, args)

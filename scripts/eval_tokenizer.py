@@ -11,6 +11,10 @@ of all real and all reconstructed clips (uint8, resized to eval.fvd_resolution),
     python scripts/eval_tokenizer.py --checkpoint outputs/demo/stage2/checkpoint-300 --no-ema --num-clips 8 \
         dataset.root=data/demo            # key=value: config overrides
 
+A listed video that cannot be read is replaced by the dataset with another clip; such a clip is
+left out of every metric (it would count a clip twice), and the report gives ``num_clips_skipped``
+and the ``unreadable_files``, so ``num_unique_clips`` and rFVD cover only real, distinct clips.
+
 --checkpoint: an export folder (EMA weights already) or a trainer checkpoint-<step> folder (its
 ema.safetensors unless --no-ema). The model is always built from the checkpoint's config.yaml;
 --config (default: that same file) and the overrides give the data and eval settings, and for a
@@ -129,6 +133,34 @@ def build_loader(cfg, accelerator: Accelerator) -> tuple[DataLoader, int]:
     return accelerator.prepare(loader), len(dataset)
 
 
+class DistinctClipMetrics(recon.ReconstructionMetrics):
+    """ReconstructionMetrics that drop the clips the dataset loaded in place of an unreadable video."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.unreadable: set[str] = set()  # this rank's
+
+    def update(self, inputs: torch.Tensor, reconstructions: torch.Tensor, indices: torch.Tensor,
+               clip_ids: torch.Tensor, replaced: Optional[list[str]] = None) -> None:
+        """As the parent, plus ``replaced``: per clip, the unreadable paths it stands in for ("" if none)."""
+        replaced = replaced if replaced is not None else [""] * inputs.shape[0]
+        self._add("real_clip", torch.tensor([not paths for paths in replaced]))
+        self.unreadable.update(p for paths in replaced for p in paths.split("\n") if p)
+        super().update(inputs, reconstructions, indices, clip_ids)
+
+    def compute(self) -> dict[str, Any]:
+        """The parent's numbers over the real clips only, plus num_clips_skipped."""
+        real = self.merged("real_clip")
+        if real is not None:
+            self.values = {name: [torch.cat(chunks)[real]] for name, chunks in self.values.items()
+                           if name != "real_clip"}
+            if not bool(real.any()):
+                raise ValueError("no listed clip could be read (every one was replaced)")
+        out = super().compute()
+        out["num_clips_skipped"] = int((~real).sum()) if real is not None else 0
+        return out
+
+
 def save_panels(out: Path, inputs: torch.Tensor, outputs: torch.Tensor, ids: torch.Tensor,
                 formats: tuple[str, ...]) -> list[str]:
     """input | reconstruction | difference of each clip as <out>/samples/reconstruction_<clip index>.<fmt>."""
@@ -154,6 +186,13 @@ def protocol(cfg, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def gathered_paths(accelerator: Accelerator, paths: set[str]) -> set[str]:
+    """The union of every rank's ``paths`` (on every rank)."""
+    from accelerate.utils import gather_object
+
+    return {path for part in gather_object([sorted(paths)]) for path in part}
+
+
 def evaluate(args: argparse.Namespace, accelerator: Accelerator) -> Optional[dict]:
     """Run the evaluation; the report on the main process (None elsewhere)."""
     started = time.time()
@@ -167,27 +206,30 @@ def evaluate(args: argparse.Namespace, accelerator: Accelerator) -> Optional[dic
     lpips_model, lpips_note = (None, "skipped (--no-lpips)") if args.no_lpips else \
         load_lpips(cfg.eval.lpips_net, accelerator.device)
     layout = loaded.model.layout
-    metrics = recon.ReconstructionMetrics(layout.sizes, layout.slices, accelerator, extractor, lpips_model)
+    metrics = DistinctClipMetrics(layout.sizes, layout.slices, accelerator, extractor, lpips_model)
     out = output_dir(args)
     formats = tuple(f for f in args.video_formats.split(",") if f)
     videos, to_save = [], cfg.eval.num_videos_saved if accelerator.is_main_process else 0
     for batch in tqdm(loader, desc="reconstruction eval", disable=not accelerator.is_local_main_process):
         video = batch["video"].float()
         pixels, indices = reconstruct(video)
-        metrics.update(video, pixels, indices, batch["index"])
+        metrics.update(video, pixels, indices, batch["index"], list(batch["unreadable"]))
         if to_save > 0:  # the main process's first clips (the first clips of the list)
             videos += save_panels(out, video[:to_save], pixels[:to_save], batch["index"][:to_save], formats)
             to_save -= min(to_save, video.shape[0])
+    unreadable = sorted(gathered_paths(accelerator, metrics.unreadable))  # collective: every rank
     if not accelerator.is_main_process:  # every value was gathered per batch: the main process holds them all
         return None
     result = metrics.compute()
     if result["num_unique_clips"] != num_listed or result["num_clips"] != num_listed:
-        logger.warning("evaluated %d clips (%d distinct) of %d listed", result["num_clips"],
-                       result["num_unique_clips"], num_listed)
+        logger.warning("evaluated %d clips (%d distinct) of %d listed; %d skipped for %d unreadable file(s)%s",
+                       result["num_clips"], result["num_unique_clips"], num_listed, result["num_clips_skipped"],
+                       len(unreadable), ": " + ", ".join(unreadable[:10]) if unreadable else "")
     report = {
         "checkpoint": str(args.checkpoint), "weights": loaded.weights, "reconstruction_path": reconstruct.path,
         "num_clips": result["num_clips"], "num_unique_clips": result["num_unique_clips"],
-        "num_clips_listed": num_listed,
+        "num_clips_listed": num_listed, "num_clips_skipped": result["num_clips_skipped"],
+        "unreadable_files": unreadable,
         "rfvd": result["rfvd"] if extractor is not None else "skipped (--no-fvd)",
         "psnr": result["psnr"], "psnr_exact_frames": result["psnr_exact_frames"], "ssim": result["ssim"],
         "lpips": result["lpips"] if lpips_model is not None else unavailable(lpips_note),

@@ -2,10 +2,14 @@
 
 The stage is ``experiment.train_stage`` (0 proxy tokenizer, 1 proxy codes, 2 pixel decoder,
 3 generator); multi-GPU: ``accelerate launch --multi_gpu --num_processes N scripts/train.py ...``.
+Any failure prints one line ``error: ...`` to stderr and exits 2 (1 for a non-finite loss); pass
+``--debug`` (or set ``SWEETTOK_DEBUG=1``) to get the traceback instead. SIGTERM saves a checkpoint
+and exits 143 (128 + SIGTERM); the same command resumes.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from pathlib import Path
@@ -18,9 +22,19 @@ from sweettok.training.checkpoint import EXPORT_WEIGHTS, latest_checkpoint, read
 from sweettok.training.preflight import PREFLIGHT_ERRORS, preflight
 from sweettok.training.registry import get_task_factory
 from sweettok.training.task import NonFiniteLossError
-from sweettok.training.trainer import Trainer
+from sweettok.training.trainer import Trainer, TrainingInterrupted
 
-USAGE = """usage: python scripts/train.py config=<yaml> [key=value ...] [--print-config] [--check-only]
+DEBUG_FLAG = "--debug"
+DEBUG_ENV = "SWEETTOK_DEBUG"
+SIGTERM_EXIT = 143
+DISK_HINTS = {
+    errno.EROFS: "the file system is read-only: set experiment.output_dir to a writable folder",
+    errno.EACCES: "no permission: set experiment.output_dir to a folder you can write",
+    errno.ENOSPC: "the disk is full: free space or set experiment.output_dir on another disk",
+    errno.EDQUOT: "the disk quota is exceeded: free space or set experiment.output_dir on another disk",
+}
+
+USAGE = """usage: python scripts/train.py config=<yaml> [key=value ...] [--print-config] [--check-only] [--debug]
 
 Train one stage of SweetTok; the stage is the config's experiment.train_stage (0 proxy tokenizer,
 1 proxy codes, 2 pixel decoder, 3 generator). Multi-GPU: accelerate launch --multi_gpu
@@ -30,6 +44,7 @@ Train one stage of SweetTok; the stage is the config's experiment.train_stage (0
   key=value        config overrides, e.g. training.max_train_steps=100 experiment.output_dir=outputs/x
   --print-config   print the resolved config (every key with its value) and exit
   --check-only     check the config, the weights it starts from, the priors and the data; train nothing
+  --debug          on failure, the full traceback instead of one line (or SWEETTOK_DEBUG=1)
   -h, --help       this text
 
 Every key is in the dataclass schema of sweettok/config.py; list them with
@@ -37,7 +52,8 @@ Every key is in the dataclass schema of sweettok/config.py; list them with
 A mistyped key fails at once, naming it (and the closest schema key). A run resumes from the newest
 checkpoint in experiment.output_dir; a finished run says so and exits (experiment.resume=false
 starts over).
-Exit status: 0 done, 1 non-finite loss, 2 config / file / data problem."""
+Exit status: 0 done, 1 non-finite loss, 2 config / file / data problem, 143 stopped by SIGTERM
+(a checkpoint was saved: the same command resumes)."""
 
 FLAGS = ("--print-config", "--check-only")
 
@@ -112,32 +128,50 @@ def before_training(argv: list[str], flags: set[str], cfg: DictConfig) -> Option
     return run_preflight(cfg)
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-    """Load the config, pick the stage's task, train; exit 2 on a config problem, 1 on a NaN loss."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if "-h" in argv or "--help" in argv:
-        print(USAGE)
-        return 0
-    try:
-        flags, argv = split_flags(argv)
-        cfg = load_config_from_cli(argv)
-        task_factory = get_task_factory(cfg.experiment.train_stage)
-    except (ConfigError, NotImplementedError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+def describe_error(err: BaseException) -> str:
+    """One line for the user: the message, the file an OS error names, and what to do."""
+    text = str(err).strip()
+    first = text.splitlines()[0] if text else type(err).__name__
+    if isinstance(err, OSError) and err.errno in DISK_HINTS:
+        return f"cannot write {err.filename or 'the output'}: {err.strerror}; {DISK_HINTS[err.errno]}"
+    if isinstance(err, FileNotFoundError) and err.filename and first.startswith("[Errno"):
+        return f"{err.filename} not found (relative to {os.getcwd()})"
+    if type(err).__module__.startswith("sweettok") or isinstance(err, (FileNotFoundError, ValueError, KeyError)):
+        return first
+    return f"{type(err).__name__}: {first}"
+
+
+def train(argv: list[str], flags: set[str]) -> int:
+    """Load the config, pick the stage's task, check (or print) it, train and export."""
+    cfg = load_config_from_cli(argv)
+    task_factory = get_task_factory(cfg.experiment.train_stage)
     status = before_training(argv, flags, cfg)
     if status is not None:
         return status
-    try:
-        export_dir = Trainer(cfg, task_factory).fit()
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except NonFiniteLossError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    export_dir = Trainer(cfg, task_factory).fit()
     print(f"done: weights exported to {export_dir}")
     return 0
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Train; on failure print ``error: ...`` and return 2 (1 on a NaN loss), or raise with ``--debug``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "-h" in argv or "--help" in argv:
+        print(USAGE)
+        return 0
+    debug = DEBUG_FLAG in argv or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    argv = [arg for arg in argv if arg != DEBUG_FLAG]
+    try:
+        flags, argv = split_flags(argv)
+        return train(argv, flags)
+    except TrainingInterrupted as err:
+        print(f"stopped: {err}", file=sys.stderr)
+        return SIGTERM_EXIT
+    except Exception as err:  # noqa: BLE001 - every failure becomes one line unless debugging
+        if debug:
+            raise
+        print(f"error: {describe_error(err)}", file=sys.stderr)
+        return 1 if isinstance(err, NonFiniteLossError) else 2
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ from sweettok.data.video_reader import open_video
 from sweettok.data.windows import WindowedVideo, WindowPlan, stitch_windows
 from sweettok.models.pretrained import read_export_config, resolve_export
 from sweettok.models.tokenizer import SweetTok
+from sweettok.permissions import make_shareable
 from sweettok.token_layout import TokenLayout
 
 
@@ -156,6 +157,7 @@ def save_tokens(path: Union[str, os.PathLike], indices: torch.Tensor, layout: To
     else:  # safetensors metadata values must be strings
         save_file({"indices": indices.cpu().long().contiguous()}, str(path),
                   metadata={key: value if isinstance(value, str) else json.dumps(value) for key, value in meta.items()})
+        make_shareable(path)  # safetensors writes 0600
     return path
 
 

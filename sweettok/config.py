@@ -367,11 +367,45 @@ def _parse_yaml(text: str) -> Any:
 def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    with open(path) as f:
-        data = _parse_yaml(f) or {}
+    try:
+        with open(path) as f:
+            data = _parse_yaml(f) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(_yaml_error_line(path, err)) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read the config file ({err})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
     return data
+
+
+def _yaml_error_line(path: Path, err: yaml.YAMLError) -> str:
+    """``file:line:column: YAML syntax error: problem`` (1-based, as editors count)."""
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    return f"{where}: YAML syntax error: {problem}"
+
+
+def _choices() -> dict[str, tuple[str, ...]]:
+    """Allowed values of the config's enum-like string keys (the modules that use them own the lists)."""
+    from sweettok.data.lists import LIST_FORMATS
+    from sweettok.data.sampling import SHORT_VIDEO_RULES
+    from sweettok.data.transforms import RESIZE_MODES
+    from sweettok.data.video_reader import BACKENDS
+    from sweettok.training.schedules import SCHEDULES
+
+    return {"dataset.short_video": SHORT_VIDEO_RULES, "dataset.resize_mode": RESIZE_MODES,
+            "dataset.list_format": LIST_FORMATS, "dataset.video_backend": BACKENDS,
+            "lr_scheduler.name": SCHEDULES}
+
+
+def validate_values(cfg: DictConfig) -> None:
+    """Fail at load time (before any model is built) on an enum value no module accepts."""
+    for key, allowed in _choices().items():
+        value = OmegaConf.select(cfg, key)
+        if value not in allowed:
+            raise ConfigError(f"bad config value: {key} must be one of {', '.join(allowed)}; got '{value}'")
 
 
 def _merge_into(cfg: DictConfig, data: Any, source: str) -> DictConfig:
@@ -446,6 +480,7 @@ def load_config(path: Optional[str | os.PathLike] = None, overrides: Optional[li
         for part in reversed(key.strip().split(".")):
             nested = {part: nested}
         cfg = _merge_into(cfg, nested, "command line")
+    validate_values(cfg)
     return cfg
 
 

@@ -118,3 +118,28 @@ def test_yaml_no_stays_a_string_in_files_and_overrides(tmp_path):
     cfg = load_config(None, ["training.mixed_precision=no", "training.use_ema=False", "optimizer.beta2=0.95"])
     assert cfg.training.mixed_precision == "no" and cfg.training.use_ema is False
     assert cfg.optimizer.beta2 == 0.95
+
+
+@pytest.mark.parametrize("key, bad", [("dataset.short_video", "pad"), ("lr_scheduler.name", "linear"),
+                                      ("dataset.resize_mode", "fit"), ("dataset.list_format", "csv"),
+                                      ("dataset.video_backend", "opencv")])
+def test_enum_values_fail_at_load_naming_key_and_choices(tmp_path, key, bad):
+    with pytest.raises(ConfigError, match=f"{key} must be one of .*; got '{bad}'"):
+        load_config(None, [f"{key}={bad}"])
+    section, name = key.split(".")
+    path = tmp_path / "c.yaml"
+    path.write_text(f"{section}:\n  {name}: {bad}\n")
+    with pytest.raises(ConfigError, match=key):
+        load_config(path)
+
+
+def test_yaml_syntax_error_names_file_line_and_column(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("training:\n  max_train_steps: 3\n  per_gpu_batch_size: [1, 2\nmodel: {}\n")
+    with pytest.raises(ConfigError, match=r"broken\.yaml:4:\d+: YAML syntax error: ") as info:
+        load_config(path)
+    assert "\n" not in str(info.value)
+    tabbed = tmp_path / "tabbed.yaml"
+    tabbed.write_text("training:\n\tmax_train_steps: 3\n")
+    with pytest.raises(ConfigError, match=r"tabbed\.yaml:2:1: YAML syntax error"):
+        load_config(tabbed)

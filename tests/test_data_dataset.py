@@ -90,6 +90,24 @@ def test_eval_clip_is_centred_and_train_clip_is_consecutive(tmp_path):
     assert np.abs(np.diff(train_levels) - 8).max() <= 2
 
 
+def test_train_draws_depend_on_seed_epoch_index_not_on_global_rng(tmp_path):
+    """The clip start of item i is a pure function of (seed, epoch, i): global RNG state and load order do not matter."""
+    cfg = make_set(tmp_path, {"long.mp4": 60}, num_frames=4)
+    dataset = VideoDataset(cfg, "train", seed=5)
+    starts = {}
+    for epoch in range(6):
+        dataset.set_epoch(epoch)
+        torch.manual_seed(epoch)  # scrambles the global RNG between the two loads
+        first = dataset[0]["video"]
+        torch.rand(7)
+        assert torch.equal(first, dataset[0]["video"])
+        starts[epoch] = frame_levels(first)[0]
+    assert len(set(starts.values())) > 1  # but another epoch draws another start
+    again = VideoDataset(cfg, "train", seed=5)
+    again.set_epoch(3)
+    assert frame_levels(again[0]["video"])[0] == starts[3]
+
+
 def test_corrupt_video_is_skipped_logged_once_and_counted(tmp_path, caplog):
     cfg = make_set(tmp_path, {"good_a.mp4": 20, "broken.mp4": 0, "good_b.mp4": 20})
     dataset = VideoDataset(cfg, "train")
@@ -171,3 +189,12 @@ def test_max_eval_clips_takes_an_evenly_spaced_subset_and_bad_rule_fails_early(t
     cfg.short_video = "mirror"
     with pytest.raises(ValueError, match="short_video"):
         VideoDataset(cfg, "train")
+
+
+def test_missing_or_empty_list_says_what_to_do(tmp_path):
+    cfg = make_set(tmp_path, {"a.mp4": 20})
+    (tmp_path / "empty.txt").write_text("")
+    with pytest.raises(DatasetError, match="empty.txt is empty: it needs one line per video.*dataset.list_format=folder"):
+        VideoDataset(OmegaConf.merge(cfg, {"train_list": str(tmp_path / "empty.txt")}), "train")
+    with pytest.raises(DatasetError, match="list file not found: .*nope.txt.*fix dataset.train_list"):
+        VideoDataset(OmegaConf.merge(cfg, {"train_list": str(tmp_path / "nope.txt")}), "train")

@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "eval_tokenizer.py"
 NUM_CLIPS = 12  # one test clip per demo class
 REPORT_KEYS = {"checkpoint", "weights", "reconstruction_path", "num_clips", "num_unique_clips", "num_clips_listed",
+               "num_clips_skipped", "unreadable_files",
                "rfvd", "psnr", "psnr_exact_frames", "ssim", "lpips", "codebook", "protocol", "num_processes",
                "batch_size_per_process", "seed", "videos", "seconds"}
 SEGMENTS = {"spatial_first", "spatial_second", "temporal_first", "temporal_second"}
@@ -153,6 +154,26 @@ def test_end_to_end_report_has_every_key_and_counts_every_clip(assets, tmp_path,
     assert (protocol["num_frames"], protocol["resolution"], protocol["fvd_resolution"]) == (17, 64, 224)
     assert len(report["videos"]) == 4  # 2 clips x (mp4, gif)
     assert all(Path(p).is_file() and Path(p).stat().st_size > 0 for p in report["videos"])
+
+
+def test_unreadable_clips_are_left_out_of_rfvd_and_reported(assets, tmp_path, monkeypatch):
+    """Two listed videos cannot be read: their stand-ins are not counted as distinct clips anywhere."""
+    data = assets["data"]
+    lines = (data / "test.txt").read_text().splitlines()
+    broken = []
+    for i in (1, 4):
+        relative, label = lines[i].split("\t")
+        relative = str(Path(relative).with_name(f"broken_for_test_{i}.mp4"))  # same class folder, not a video
+        (data / relative).write_bytes(b"not a video" * 50)
+        lines[i] = f"{relative}\t{label}"
+        broken.append(str(data / relative))
+    (tmp_path / "test.txt").write_text("\n".join(lines) + "\n")
+    report = run_main(["--checkpoint", str(assets["stage2"]), "--out", str(tmp_path / "eval"), "--no-lpips",
+                       "--num-videos-saved", "0", f"dataset.eval_list={tmp_path / 'test.txt'}"], monkeypatch)
+    assert report["num_clips_listed"] == NUM_CLIPS and report["num_clips_skipped"] == 2
+    assert report["num_clips"] == report["num_unique_clips"] == NUM_CLIPS - 2
+    assert report["unreadable_files"] == sorted(broken)
+    assert isinstance(report["rfvd"], float)
 
 
 def test_stage1_export_reconstructs_through_the_proxy_decoder(assets, tmp_path, monkeypatch):

@@ -103,6 +103,23 @@ def test_loaded_codebook_is_not_reinitialised_in_train_mode():
     torch.testing.assert_close(model.codebook.embeddings, source.codebook.embeddings)  # decay 1: no change
 
 
+@pytest.mark.parametrize("data_init", [True, False])
+def test_nonfinite_input_leaves_the_ema_codebook_untouched(data_init):
+    """A NaN batch makes no data init, EMA update or dead-code restart: the codes stay finite and unchanged."""
+    from sweettok.models.codebook import EMACodebook
+
+    torch.manual_seed(0)
+    book = EMACodebook(16, 4, decay=0.5, data_init=data_init, dead_code_threshold=10.0).train()
+    before = {k: v.clone() for k, v in book.state_dict().items()}
+    z = torch.randn(2, 8, 4)
+    z[0, 3, 1] = float("nan")
+    book(z)
+    assert all(torch.equal(book.state_dict()[k], v) for k, v in before.items() if k != "usage")
+    assert torch.isfinite(book.embeddings).all() and book.needs_init == data_init
+    book(torch.randn(2, 8, 4))  # a finite batch still trains
+    assert not torch.equal(book.embeddings, before["embeddings"]) and torch.isfinite(book.embeddings).all()
+
+
 def test_bf16_autocast_on_cpu():
     torch.manual_seed(0)
     model = ProxyTokenizer(demo_cfg()).eval()

@@ -100,6 +100,10 @@ def test_stage0_trains_proxy_and_export_loads_as_proxy(assets, stage0):
     assert list((out / "samples").glob("proxy_reconstruction_*.gif"))
     d_optimizer = stage0.task.optimizers["discriminator"].optimizer
     assert any(d_optimizer.state[p] for g in d_optimizer.param_groups for p in g["params"]), "D never stepped"
+    # LeCam's EMAs are kept as tensors, not as a custom pickle Accelerate would unpickle unsafely
+    assert not list((out / "checkpoint-2").glob("custom_checkpoint_*"))
+    task_state = load_file(str(out / "checkpoint-2" / "task_state.safetensors"))
+    assert set(task_state) == {"lecam.ema_real", "lecam.ema_fake"} and task_state["lecam.ema_real"] != 0
 
 
 def test_stage1_trains_from_the_stage0_proxy(assets, stage1):
@@ -179,3 +183,31 @@ def test_in_training_rfvd_when_enabled(assets, stage0):
     finally:
         stage0.cfg.training.eval_fvd = False
     assert metrics["fvd"] == metrics["fvd"] and metrics["fvd"] >= 0 and metrics["psnr"] > 0
+
+
+class _Payload:
+    """Unpickling this would run code (touch a marker)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_planted_pickles_are_refused_naming_the_config_key_and_file(tmp_path):
+    import pickle
+
+    from sweettok.training.stage1 import check_prior_pickles
+
+    marker = tmp_path / "code-ran"
+    weights = tmp_path / "pretrain.bin"
+    torch.save(_Payload(marker), weights)
+    with pytest.raises(ConfigError, match=f"model.spatial_pretrain: {weights}: refused to unpickle"):
+        read_state_dict(str(weights), "model.spatial_pretrain")
+    prior = tmp_path / "prior.pkl"
+    prior.write_bytes(pickle.dumps(_Payload(marker)))
+    cfg = load_config(ROOT / "configs" / "demo" / "stage1.yaml", [f"model.tokenizer.temporal_quantizer.prior={prior}"])
+    with pytest.raises(ConfigError, match=f"model.tokenizer.temporal_quantizer.prior: {prior}: refused to unpickle"):
+        check_prior_pickles(cfg)
+    assert not marker.exists()

@@ -10,6 +10,8 @@ import functools
 import json
 import os
 import runpy
+import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +24,8 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from sweettok.config import load_config, to_dataclass
+from sweettok.data.demo import DemoSpec, make_demo_dataset
+from sweettok.data.video_dataset import VideoDataset
 from sweettok.training.checkpoint import latest_checkpoint, list_checkpoints, load_export, read_meta
 from sweettok.training.data import build_dataloader
 from sweettok.training.ema import EMA
@@ -67,9 +71,9 @@ class TinyMLP(nn.Module):
 class RegressionTask(Task):
     """Test fixture: MSE regression; records batch indices and lrs; can stop or go NaN at a step."""
 
-    def __init__(self, cfg, trainer, stop_at: int = -1, nan_at: int = -1):
+    def __init__(self, cfg, trainer, stop_at: int = -1, nan_at: int = -1, sigterm_at: int = -1):
         super().__init__(cfg, trainer)
-        self.stop_at, self.nan_at = stop_at, nan_at
+        self.stop_at, self.nan_at, self.sigterm_at = stop_at, nan_at, sigterm_at
         self.seen: list[list[int]] = []
         self.lrs: dict[int, float] = {}
 
@@ -85,6 +89,8 @@ class RegressionTask(Task):
     def train_step(self, batch, step: int) -> dict:
         if step == self.stop_at:
             raise KeyboardInterrupt(f"simulated kill at step {step}")
+        if step == self.sigterm_at:
+            os.kill(os.getpid(), signal.SIGTERM)  # preemption in the middle of a step
         index, x, y = batch
         self.seen.append(index.tolist())
         self.lrs[step] = self.optimizers["model"].param_groups[0]["lr"]
@@ -117,6 +123,51 @@ class TwoOptimizerTask(RegressionTask):
         self.backward(critic_loss)
         self.optimizer_step("critic")
         return {"model_loss": model_loss.detach(), "critic_loss": critic_loss.detach()}
+
+
+class ClipRegressor(nn.Module):
+    """Pooled clip -> label: tiny, with dropout so the model-side RNG matters too."""
+
+    def __init__(self):
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool3d((2, 4, 4))
+        self.proj_in = nn.Linear(3 * 2 * 4 * 4, 8)
+        self.dropout = nn.Dropout(0.2)
+        self.head = nn.Linear(8, 1)
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(self.proj_in(self.pool(video).flatten(1))))  # (B, 1)
+
+
+class ClipTask(RegressionTask):
+    """The real VideoDataset (random starts and flips) behind the trainer's own dataloader."""
+
+    def build(self) -> None:
+        cfg = self.cfg
+        self.models["model"] = ClipRegressor()
+        self.optimizers["model"] = build_optimizer(self.models["model"], to_dataclass(cfg.optimizer))
+        self.schedulers["model"] = build_scheduler(
+            self.optimizers["model"], to_dataclass(cfg.lr_scheduler), cfg.training.max_train_steps
+        )
+        dataset = VideoDataset(to_dataclass(cfg.dataset), "train", seed=cfg.experiment.seed)
+        self.train_dataloader = build_dataloader(dataset, cfg.training.per_gpu_batch_size, cfg.experiment.seed,
+                                                 num_workers=cfg.dataset.num_workers)
+
+    def train_step(self, batch, step: int) -> dict:
+        video, label = batch["video"], batch["label"].float()[:, None]
+        self.seen.append([f"{k}:{float(v.sum()):.6f}" for k, v in zip(batch["key"], video)])  # which clip, which draw
+        loss = F.mse_loss(self.models["model"](video), label)
+        self.backward(loss, {"loss": loss})
+        self.optimizer_step("model")
+        return {"loss": loss.detach()}
+
+
+@pytest.fixture(scope="module")
+def demo_root(tmp_path_factory) -> Path:
+    """12 small demo clips (one per class) of 12 frames, 24 x 24."""
+    root = tmp_path_factory.mktemp("demo")
+    make_demo_dataset(root, DemoSpec(train_clips_per_class=1, test_clips_per_class=1, num_frames=12, size=24))
+    return root
 
 
 def make_cfg(out: Path, *overrides: str):
@@ -199,6 +250,51 @@ def test_exact_resume_matches_a_straight_run(tmp_path, accumulation, save_at, po
         assert torch.equal(state[name], value)
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_exact_resume_with_video_dataset_at_any_step(tmp_path, demo_root, workers):
+    """Real VideoDataset (random clip starts and flips), 0 and 2 workers: resume from checkpoints in the
+    middle (steps 1, 2, 5) and at the end (step 3) of an epoch == the straight run, bit for bit.
+
+    12 clips, batch 4: 3 batches per epoch. The straight run saves at every step while the loader has
+    already prefetched the next batch; each resume starts from a copy of one of those checkpoints.
+    """
+    data = [f"dataset.root={demo_root}", f"dataset.train_list={demo_root / 'train.txt'}",
+            f"dataset.eval_list={demo_root / 'test.txt'}", "dataset.num_frames=4", "dataset.resolution=16",
+            "dataset.frame_stride=2", f"dataset.num_workers={workers}", "training.max_train_steps=7"]
+    straight = new_trainer(make_cfg(tmp_path / "a", *data, "experiment.save_every=1",
+                                    "experiment.keep_last_checkpoints=0"), ClipTask)
+    straight.fit()
+    expected = snapshot(straight)
+    assert len(set(sum(straight.task.seen[:3], []))) == 12
+    assert straight.task.seen[3:6] != straight.task.seen[:3]  # other order and other draws in epoch 1
+    for kill in (1, 2, 3, 5):
+        out = tmp_path / f"resume-{kill}"
+        shutil.copytree(tmp_path / "a" / f"checkpoint-{kill}", out / f"checkpoint-{kill}")
+        resumed = new_trainer(make_cfg(out, *data), ClipTask)
+        assert resumed.step == kill
+        resumed.fit()
+        assert resumed.task.seen == straight.task.seen[kill:], f"data differs after a resume at step {kill}"
+        assert_same(snapshot(resumed), expected)
+
+
+def test_bad_files_are_summarised_per_epoch_across_workers(tmp_path, demo_root, caplog):
+    """3 unreadable files among 15, 2 workers: each epoch's summary counts them once, the run log totals them."""
+    lines = (demo_root / "train.txt").read_text().splitlines()
+    for i in range(3):
+        (tmp_path / f"broken{i}.mp4").write_bytes(b"not a video" * 50)
+        lines.append(f"{tmp_path / f'broken{i}.mp4'}\t1")
+    (tmp_path / "list.txt").write_text("\n".join(lines) + "\n")
+    cfg = make_cfg(tmp_path / "out", f"dataset.root={demo_root}", f"dataset.train_list={tmp_path / 'list.txt'}",
+                   f"dataset.eval_list={demo_root / 'test.txt'}", "dataset.num_frames=4", "dataset.resolution=16",
+                   "dataset.num_workers=2", "training.per_gpu_batch_size=5", "training.max_train_steps=6")
+    with caplog.at_level("INFO"):
+        new_trainer(cfg, ClipTask).fit()
+    assert "data of epoch 0: 15 clips, 3 replaced for 3 unreadable file(s): " in caplog.text
+    assert "data of epoch 1 (to step 6): 15 clips, 3 replaced for 3 unreadable file(s): " in caplog.text
+    assert "data of this run: 30 clips, 6 replaced for 3 unreadable file(s)" in caplog.text
+    assert "data of this run" in (tmp_path / "out" / "train.log").read_text()
+
+
 def test_kill_during_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
     """A save that dies after partial writes leaves checkpoint-2 intact; resume ignores the leftover."""
     cfg = make_cfg(tmp_path, "experiment.save_every=2", "training.max_train_steps=4")
@@ -225,6 +321,160 @@ def test_kill_during_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
     resumed.fit()
     assert [step for step, _ in list_checkpoints(tmp_path)] == [2, 4]
     assert not (tmp_path / ".tmp-checkpoint-4").exists()
+
+
+class Payload:
+    """Unpickling this runs code (touches a marker file): what a planted checkpoint file would do."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+class LeCamTask(RegressionTask):
+    """Keeps loss-side state (LeCam's EMAs) in ``checkpoint_modules``."""
+
+    def build(self) -> None:
+        super().build()
+        from sweettok.losses.gan import LeCamEMA
+
+        self.lecam = LeCamEMA(0.5)
+        self.checkpoint_modules["lecam"] = self.lecam
+
+    def train_step(self, batch, step: int) -> dict:
+        logs = super().train_step(batch, step)
+        self.lecam.update(logs["loss"], -logs["loss"])
+        return logs
+
+
+def test_task_state_resumes_from_tensors_and_planted_pickles_never_run(tmp_path, caplog):
+    cfg = make_cfg(tmp_path, "experiment.save_every=2", "training.max_train_steps=4")
+    straight = new_trainer(make_cfg(tmp_path / "straight", "training.max_train_steps=4"), LeCamTask)
+    straight.fit()
+    first = new_trainer(cfg, LeCamTask, stop_at=2)
+    with pytest.raises(KeyboardInterrupt):
+        first.fit()
+    folder = tmp_path / "checkpoint-2"
+    assert {p.suffix for p in folder.iterdir()} <= {".safetensors", ".json", ".yaml", ".bin", ".pkl"}
+    assert not list(folder.glob("custom_checkpoint_*"))
+    marker = tmp_path / "code-ran"
+    torch.save(Payload(marker), folder / "custom_checkpoint_0.pkl")  # would run under register_for_checkpointing
+    from sweettok.training.checkpoint import CheckpointError
+
+    with caplog.at_level("WARNING"), pytest.raises(CheckpointError, match="no checkpoint .* can be resumed"):
+        new_trainer(cfg, LeCamTask)
+    assert not marker.exists()
+    assert "custom_checkpoint_0.pkl: refused" in caplog.text
+    (folder / "custom_checkpoint_0.pkl").unlink()
+    resumed = new_trainer(cfg, LeCamTask)
+    resumed.fit()
+    for name in ("ema_real", "ema_fake"):
+        assert torch.equal(getattr(resumed.task.lecam, name), getattr(straight.task.lecam, name))
+
+
+@pytest.mark.parametrize("damage", ["rng_pickle", "optimizer_pickle", "truncated_model", "meta"])
+def test_damaged_newest_checkpoint_is_named_and_the_previous_one_used(tmp_path, caplog, damage):
+    cfg = make_cfg(tmp_path, "experiment.save_every=2", "training.max_train_steps=4")
+    new_trainer(cfg).fit()
+    newest, marker = tmp_path / "checkpoint-4", tmp_path / "code-ran"
+    bad = {"rng_pickle": "random_states_0.pkl", "optimizer_pickle": "optimizer.bin",
+           "truncated_model": "model.safetensors", "meta": "meta.json"}[damage]
+    if damage.endswith("pickle"):
+        torch.save(Payload(marker), newest / bad)
+    else:
+        data = (newest / bad).read_bytes()
+        (newest / bad).write_bytes(data[: len(data) // 2])
+    with caplog.at_level("WARNING"):
+        resumed = new_trainer(cfg)
+    assert resumed.step == 2 and not marker.exists()
+    assert f"cannot resume from {newest}" in caplog.text and bad in caplog.text
+    assert "resumed from the older checkpoint-2" in caplog.text
+    if damage.endswith("pickle"):
+        assert "refused to unpickle" in caplog.text
+
+
+def test_no_readable_checkpoint_says_what_to_do(tmp_path):
+    from sweettok.training.checkpoint import CheckpointError
+
+    cfg = make_cfg(tmp_path, "experiment.save_every=2", "training.max_train_steps=2")
+    new_trainer(cfg).fit()
+    path = tmp_path / "checkpoint-2" / "model.safetensors"
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="delete or move the damaged checkpoint-\\* folders"):
+        new_trainer(cfg)
+
+
+def test_checkpoint_and_export_files_follow_the_umask(tmp_path):
+    cfg = make_cfg(tmp_path, "experiment.save_every=2", "training.max_train_steps=2")
+    new_trainer(cfg).fit()
+    mask = os.umask(0)
+    os.umask(mask)
+    files = [p for p in tmp_path.rglob("*") if p.is_file() and p.suffix in (".safetensors", ".bin", ".pkl", ".json")]
+    assert any(p.name == "ema.safetensors" for p in files) and any(p.parent.name == "export" for p in files)
+    for path in files:
+        assert path.stat().st_mode & 0o777 == 0o666 & ~mask, path
+
+
+def test_sigterm_saves_a_checkpoint_and_the_rerun_resumes_exactly(tmp_path):
+    from sweettok.training.trainer import TrainingInterrupted
+
+    straight = new_trainer(make_cfg(tmp_path / "a"))
+    straight.fit()
+    cfg = make_cfg(tmp_path / "b")
+    before = signal.getsignal(signal.SIGTERM)
+    first = new_trainer(cfg, sigterm_at=2)
+    with pytest.raises(TrainingInterrupted, match="SIGTERM at step 3.*checkpoint-3"):
+        first.fit()
+    assert signal.getsignal(signal.SIGTERM) == before  # the handler is restored
+    assert [step for step, _ in list_checkpoints(tmp_path / "b")] == [3]
+    resumed = new_trainer(cfg)
+    assert resumed.step == 3
+    resumed.fit()
+    assert_same(snapshot(resumed), snapshot(straight))
+
+
+def test_fresh_start_moves_an_older_run_aside(tmp_path):
+    """resume=false into a used folder: the old run is kept aside, the new one is never mixed with it."""
+    out = tmp_path / "run"
+    new_trainer(make_cfg(out, "experiment.save_every=2", "training.max_train_steps=6")).fit()
+    fresh = make_cfg(out, "experiment.save_every=2", "training.max_train_steps=2", "experiment.resume=false",
+                     "experiment.keep_last_checkpoints=1")
+    new_trainer(fresh).fit()
+    assert [step for step, _ in list_checkpoints(out)] == [2]  # not pruned away by the old run's 4 and 6
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith("run.previous-")]
+    assert len(aside) == 1 and [step for step, _ in list_checkpoints(aside[0])] == [2, 4, 6]
+    assert (aside[0] / "export" / "model.safetensors").is_file()
+    again = new_trainer(make_cfg(out, "experiment.save_every=2", "training.max_train_steps=2"))
+    assert again.step == 2  # resumes the new run, not the old one
+
+
+def test_two_runs_into_one_folder_are_refused(tmp_path):
+    from sweettok.training.run_folder import OutputFolderBusyError, RunLock
+
+    holder = RunLock(tmp_path)  # as another process training here would hold it
+    with pytest.raises(OutputFolderBusyError, match=f"{tmp_path} is in use by a running training \\(host .* pid {os.getpid()}"):
+        new_trainer(make_cfg(tmp_path))
+    assert not (tmp_path / "config.yaml").exists()
+    holder.release()
+    new_trainer(make_cfg(tmp_path, "training.max_train_steps=1")).fit()  # free again; fit releases it
+    new_trainer(make_cfg(tmp_path, "training.max_train_steps=2")).fit()
+
+
+def test_resume_with_a_changed_config_refuses_what_cannot_apply(tmp_path, caplog):
+    from sweettok.config import ConfigError
+
+    new_trainer(make_cfg(tmp_path, "experiment.save_every=2", "training.max_train_steps=2")).fit()
+    with pytest.raises(ConfigError, match=r"cannot resume from .*checkpoint-2.*optimizer.learning_rate: 0.01 -> 0.02"):
+        new_trainer(make_cfg(tmp_path, "training.max_train_steps=4", "optimizer.learning_rate=2e-2"))
+    with pytest.raises(ConfigError, match=r"training.per_gpu_batch_size: 4 -> 2 \(the data position"):
+        new_trainer(make_cfg(tmp_path, "training.per_gpu_batch_size=2"))
+    with caplog.at_level("WARNING"):
+        resumed = new_trainer(make_cfg(tmp_path, "training.max_train_steps=4", "training.ema_decay=0.8"))
+    assert resumed.step == 2
+    assert "changed config" in caplog.text and "training.max_train_steps: 2 -> 4" in caplog.text
+    assert "training.ema_decay: 0.9 -> 0.8" in caplog.text
 
 
 def test_keep_last_checkpoints(tmp_path):
@@ -379,6 +629,35 @@ def test_mistyped_override_fails_naming_the_key(capsys):
     code = main([f"config={ROOT / 'configs/base/stage1.yaml'}", "training.max_train_stepz=3"])
     assert code == 2
     assert "training.max_train_stepz" in capsys.readouterr().err
+
+
+def test_train_script_failures_are_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
+    """A missing dataset root, or a read-only output folder: `error: ...` on one line, exit 2; --debug re-raises."""
+    import errno
+
+    from sweettok.data.lists import DatasetError
+
+    main = runpy.run_path(str(ROOT / "scripts" / "train.py"))["main"]
+    args = [f"config={ROOT / 'configs/demo/proxy_train.yaml'}", f"experiment.output_dir={tmp_path / 'out'}",
+            "experiment.logger=none", f"dataset.root={tmp_path / 'nowhere'}",
+            f"dataset.train_list={tmp_path / 'list.txt'}"]
+    (tmp_path / "list.txt").write_text("videos/a.mp4\t1\n")
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "check dataset.root" in lines[0] and "Traceback" not in err
+    AcceleratorState._reset_state(True)
+    with pytest.raises(DatasetError):
+        main([*args, "--debug"])
+
+    def read_only(cfg, path):
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+    AcceleratorState._reset_state(True)
+    monkeypatch.setattr("sweettok.training.trainer.save_config", read_only)
+    assert main(args) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith("error: cannot write ") and "config.yaml" in line and "writable" in line
 
 
 def test_train_script_dispatches_on_the_stage(tmp_path, monkeypatch, capsys):

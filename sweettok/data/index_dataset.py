@@ -27,6 +27,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch.utils.data import Dataset
 
+from sweettok.permissions import make_shareable
 from sweettok.token_layout import TokenLayout
 
 logger = logging.getLogger(__name__)
@@ -101,6 +102,7 @@ def write_shard(path: Union[str, Path], indices: torch.Tensor, labels: torch.Ten
     metadata["keys"] = json.dumps(keys)
     tmp = path.with_name(path.name + ".tmp")
     save_file({"indices": indices.to(dtype).contiguous(), "labels": labels.long().contiguous()}, str(tmp), metadata)
+    make_shareable(tmp)  # safetensors writes 0600
     os.replace(tmp, path)
     return path
 

@@ -57,7 +57,8 @@ def resolve_list_path(list_path: str, root: str) -> Path:
     under_root = Path(root) / list_path
     if under_root.is_file():
         return under_root
-    raise DatasetError(f"list file not found: {list_path} (also looked for {under_root})")
+    raise DatasetError(f"list file not found: {list_path} (also looked for {under_root}); fix dataset.train_list / "
+                       "dataset.eval_list, or set it empty to walk dataset.root/<split>/<class>/")
 
 
 def read_list_lines(path: Path) -> list[str]:
@@ -155,7 +156,8 @@ def load_entries(list_path: str, root: str, list_format: str, split_folder: str)
     path = resolve_list_path(list_path, root)
     lines = read_list_lines(path)
     if not lines:
-        raise DatasetError(f"list file {path} is empty")
+        raise DatasetError(f"list file {path} is empty: it needs one line per video (path relative to dataset.root, "
+                           "then the label); or set dataset.list_format=folder to walk dataset.root/<split>/<class>/")
     fmt = detect_list_format(lines) if list_format == "auto" else list_format
     parse = parse_tsv_lines if fmt == "tsv" else parse_ucf_lines
     return parse(lines, str(path)), fmt

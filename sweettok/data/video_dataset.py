@@ -2,10 +2,17 @@
 
 Each item decodes only the frames of one clip (``sampling.plan_clip``), transforms them
 (``transforms.VideoTransform``) and returns ``{"video": float (C, T, H, W), "label": int,
-"key": str}``. Unreadable videos are skipped: the path is logged once, counted in ``stats``,
-and another index is drawn deterministically from the index; only ``max_retries`` unreadable files
+"key": str, "unreadable": str, "padded": int}``: ``key`` is the clip actually loaded,
+``unreadable`` the newline-joined paths this item passed over ("" when none) and ``padded`` 1 for
+a short video, so a consumer can count real distinct clips and bad files across worker processes
+(the trainer logs them per epoch). Unreadable videos are skipped: the path is logged once per
+process (at debug level inside DataLoader workers, whose summary the consumer reports), counted in
+``stats``, and another index is drawn deterministically from the index; only ``max_retries`` unreadable files
 for one item (i.e. a dataset that is essentially unreadable) raise. Randomness (clip start, crop, flip)
-comes from torch's per-worker RNG, which the DataLoader seeds per worker and epoch.
+comes from a ``torch.Generator`` per sample seeded by (seed, epoch, index, candidate), never from a
+global or per-worker RNG: an item is the same whichever worker loads it and whenever it is
+prefetched, which is what makes a mid-epoch resume exact. The trainer calls ``set_epoch`` (through
+Accelerate's ``DataLoaderShard.set_epoch``) before each epoch.
 The dataset holds no open files or global state, so it pickles into workers and works with
 Accelerate's distributed samplers.
 """
@@ -66,10 +73,12 @@ def _evenly_spaced(entries: list[VideoEntry], count: int) -> list[VideoEntry]:
 class VideoDataset(Dataset):
     """Videos of one split as fixed-length normalised clips."""
 
-    def __init__(self, cfg: DatasetConfig, split: str = "train", max_clips: Optional[int] = None):
+    def __init__(self, cfg: DatasetConfig, split: str = "train", max_clips: Optional[int] = None, seed: int = 0):
         self.cfg = cfg
         self.split = split
         self.train = split in TRAIN_SPLITS
+        self.seed = seed
+        self.epoch = 0
         if cfg.short_video not in SHORT_VIDEO_RULES:  # checked here so a typo is not taken for bad files
             raise ValueError(f"dataset.short_video must be one of {SHORT_VIDEO_RULES}, got '{cfg.short_video}'")
         list_path, folder = _split_sources(cfg, split)
@@ -109,6 +118,15 @@ class VideoDataset(Dataset):
         """Number of classes (shared by train and eval)."""
         return len(self.class_names)
 
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch the random draws of every item depend on."""
+        self.epoch = epoch
+
+    def sample_generator(self, index: int, candidate: int) -> torch.Generator:
+        """The generator of item ``index`` when it loads video ``candidate`` (a pure function of seed/epoch)."""
+        state = np.random.SeedSequence([self.seed, self.epoch, index, candidate]).generate_state(1, np.uint64)
+        return torch.Generator().manual_seed(int(state[0]) & (2**63 - 1))
+
     def path_of(self, entry: VideoEntry) -> str:
         """Full path of an entry."""
         return os.path.join(self.cfg.root, entry.path)
@@ -116,26 +134,30 @@ class VideoDataset(Dataset):
     def __len__(self) -> int:
         return len(self.entries)
 
-    def load_clip(self, entry: VideoEntry) -> torch.Tensor:
-        """Decode and transform one clip of ``entry`` -> (C, T, H, W); raises VideoReadError."""
+    def load_clip(self, entry: VideoEntry, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """Decode and transform one clip of ``entry`` -> (C, T, H, W); raises VideoReadError.
+
+        Random draws (start, crop, flip) come from ``generator`` (a fresh seed-0 one when None).
+        """
         cfg = self.cfg
         path = self.path_of(entry)
+        generator = torch.Generator().manual_seed(0) if generator is None else generator
         with open_video(path, cfg.video_backend) as reader:
             step = frame_step(reader.fps, cfg.frame_stride, cfg.target_fps)
-            # Clip start follows torch's RNG, which the DataLoader seeds per worker and epoch.
-            rng = random.Random(int(torch.randint(0, 2**31 - 1, ()))) if self.train else None
+            rng = random.Random(int(torch.randint(0, 2**31 - 1, (), generator=generator))) if self.train else None
             plan = plan_clip(reader.num_frames, cfg.num_frames, step, self.train, cfg.short_video, rng)
             frames = torch.from_numpy(reader.get_frames(plan.indices))  # (T, H, W, 3) uint8
         if plan.padded:
             self.stats["padded"] += 1
             if plan.pad_rule == "zero":
                 frames[plan.num_valid :] = 0
-        return self.transform(frames)
+        return self.transform(frames, generator=generator)
 
     def _report(self, path: str, err: Exception) -> None:
         self._reported.add(path)
         self.stats["unreadable_files"] = len(self._reported)
-        logger.warning("skipping unreadable video %s (%s); %d unreadable so far in this process",
+        in_worker = torch.utils.data.get_worker_info() is not None  # each worker would warn again every epoch
+        logger.log(logging.DEBUG if in_worker else logging.WARNING, "skipping unreadable video %s (%s); %d unreadable so far in this process",
                        path, getattr(err, "reason", err), len(self._reported))
 
     def __getitem__(self, index: int) -> dict[str, Any]:
@@ -144,24 +166,28 @@ class VideoDataset(Dataset):
         # which does not change the outcome because they would fail again.
         retries = max(1, self.cfg.max_retries)
         rng = random.Random(index)
-        candidate, failures, last_error = index, 0, None
+        candidate, failures, last_error, passed_over = index, 0, None, []
         for _ in range(retries * 20):
             entry = self.entries[candidate]
             path = self.path_of(entry)
             if path in self._reported:
                 self.stats["skipped"] += 1
+                passed_over.append(path)
             else:
+                padded = self.stats["padded"]
                 try:
-                    video = self.load_clip(entry)
+                    video = self.load_clip(entry, self.sample_generator(index, candidate))
                 except (VideoReadError, IndexError, ValueError) as err:  # ValueError: e.g. frame size changes mid-file
                     self.stats["skipped"] += 1
                     self._report(path, err)
+                    passed_over.append(path)
                     failures, last_error = failures + 1, err
                     if failures >= retries:
                         break
                 else:
                     self.stats["loaded"] += 1
-                    return {"video": video, "label": self._label[entry.class_name], "key": entry.key}
+                    return {"video": video, "label": self._label[entry.class_name], "key": entry.key,
+                            "unreadable": "\n".join(passed_over), "padded": int(self.stats["padded"] > padded)}
             if len(self.entries) > 1:
                 candidate = (index + rng.randrange(1, len(self.entries))) % len(self.entries)
         raise DatasetError(

@@ -8,6 +8,8 @@ Euclidean distance against the raw (not re-normalised) ``embeddings``, ties to t
 Training (stage 0): the codes follow EMA means of the assigned inputs (VQ-VAE-2 style, with
 Laplace-smoothed counts); the first training batch initialises them unless weights were loaded;
 optionally, codes whose EMA count falls below ``dead_code_threshold`` restart at random inputs.
+A batch with a NaN/inf input (on any rank) makes no init, EMA update or restart, so the codes stay
+finite and the trainer's "state before the non-finite step" snapshot holds finite codes.
 """
 
 from __future__ import annotations
@@ -68,15 +70,22 @@ class EMACodebook(nn.Module):
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         """z: (..., C) → (straight-through z_q (..., C), codes (...), {"commitment": loss})."""
-        if self.training and self.needs_init:
+        update = self.training and self._all_finite(z)
+        if update and self.needs_init:
             self._init_from(z)
         codes = self.lookup(z)
-        if self.training:
+        if update:
             self._ema_update(z, codes)
         z_q = self.embed(codes).to(z.dtype)
         commitment = self.commitment_weight * F.mse_loss(z, z_q.detach())
         z_q = z + (z_q - z).detach()  # straight-through estimator
         return z_q, codes, {"commitment": commitment}
+
+    @torch.no_grad()
+    def _all_finite(self, z: Tensor) -> bool:
+        """Whether ``z`` is finite on every rank (all ranks then update, or none: the all-reduces stay paired)."""
+        bad = (~torch.isfinite(z.detach())).any().float().reshape(1)
+        return bool(_all_reduce(bad).item() == 0)
 
     @torch.no_grad()
     def _random_inputs(self, flat: Tensor, count: int) -> Tensor:

@@ -36,6 +36,7 @@ from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import save_file
 
 from sweettok.config import Config, ProxyConfig, TokenizerConfig, save_config, to_dataclass
+from sweettok.permissions import make_shareable
 from sweettok.priors.prior import Prior, load_prior, save_prior
 
 logger = logging.getLogger(__name__)
@@ -132,6 +133,7 @@ def save_pretrained(state_dict: dict[str, torch.Tensor], cfg: DictConfig,
     tmp = directory / (MANIFEST_FILE + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=1) + "\n")
     os.replace(tmp, directory / MANIFEST_FILE)
+    make_shareable(directory)  # safetensors writes 0600: give teammates the umask's mode
     logger.info("exported %d tensors%s to %s", len(tensors), f" and {len(hashes)} prior files" if hashes else "",
                 directory)
     return directory

@@ -28,6 +28,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from sweettok.permissions import make_shareable
+
 logger = logging.getLogger(__name__)
 
 PRIOR_FORMAT = "sweettok-mlc-prior"
@@ -92,6 +94,7 @@ def save_prior(prior: Prior, path: str | Path) -> tuple[Path, Path]:
     tensors_path, json_path = stem.with_name(stem.name + ".safetensors"), stem.with_name(stem.name + ".json")
     save_file({"vectors": prior.vectors.float().contiguous(), "edges": prior.edges.long().contiguous()},
               str(tensors_path))
+    make_shareable(tensors_path)  # safetensors writes 0600
     record = {
         "format": PRIOR_FORMAT, "version": PRIOR_VERSION,
         "first_pos": prior.first_pos, "second_pos": prior.second_pos,

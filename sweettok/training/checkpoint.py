@@ -4,6 +4,7 @@
       config.yaml                 resolved config of the run
       checkpoint-<step>/          accelerate save_state (models as safetensors, optimizers,
                                   schedulers, scaler, RNG of every rank), ema.safetensors,
+                                  task_state.safetensors (loss-side buffers such as LeCam's EMAs),
                                   config.yaml, meta.json (written last)
       checkpoint-<step>-nonfinite/  state when a loss went NaN/inf (never resumed from)
       export/model.safetensors + config.yaml (+ priors/, export.json)   EMA weights of the main model
@@ -11,6 +12,14 @@
 A checkpoint is written into ``.tmp-checkpoint-<step>/`` and renamed with ``os.replace`` once
 complete, so a kill mid-save leaves every earlier checkpoint intact; resume only considers folders
 named exactly ``checkpoint-<step>`` that hold a ``meta.json``.
+
+No code runs on resume: every file is safetensors, JSON/YAML, or a torch pickle that Accelerate
+reads with ``weights_only=True`` (optimizers, schedulers, RNG; the RNG file is checked here first,
+because Accelerate silently skips an RNG file it cannot read). Nothing goes through
+``register_for_checkpointing`` (Accelerate reads those ``custom_checkpoint_*.pkl`` with
+``weights_only=False``); a checkpoint holding one is refused. A checkpoint that cannot be read
+raises ``CheckpointError`` naming the folder and the file. Files get the umask's permissions
+(safetensors writes ``-rw-------``), so teammates on a shared filesystem can read them.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
 import re
 import shutil
 import time
@@ -26,9 +36,13 @@ from typing import Optional
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from safetensors.torch import load_file
+from accelerate.utils import load as safe_torch_load
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
 
 from sweettok.config import load_config, save_config
+from sweettok.permissions import make_shareable
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +51,15 @@ META_FILE = "meta.json"
 EMA_FILE = "ema.safetensors"
 CONFIG_FILE = "config.yaml"
 EXPORT_WEIGHTS = "model.safetensors"
+TASK_STATE_FILE = "task_state.safetensors"
+RNG_FILE_GLOB = "random_states_*.pkl"
+CUSTOM_PICKLE_GLOB = "custom_checkpoint_*.pkl"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint folder that cannot be read (damaged, truncated, or holding a refused pickle)."""
+
+
 
 
 def list_checkpoints(output_dir: str | os.PathLike) -> list[tuple[int, Path]]:
@@ -75,16 +98,26 @@ def read_meta(folder: str | os.PathLike) -> dict:
     return json.loads(path.read_text())
 
 
+def read_checkpoint_meta(folder: str | os.PathLike) -> dict:
+    """``read_meta``, with CheckpointError naming the file when it is unreadable."""
+    try:
+        return read_meta(folder)
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{Path(folder) / META_FILE} is damaged ({str(err).splitlines()[0]})") from None
+
+
 def save_checkpoint(
     accelerator,
     folder: str | os.PathLike,
     meta: dict,
     cfg: DictConfig,
     ema=None,
+    modules: Optional[dict[str, nn.Module]] = None,
 ) -> Path:
     """Write a checkpoint atomically; every rank must call it (save_state is collective).
 
-    Other stateful objects a task owns go in through ``accelerator.register_for_checkpointing``.
+    Other stateful objects a task owns go in through ``modules`` (their state dicts, tensors only,
+    into ``task_state.safetensors``), never through ``accelerator.register_for_checkpointing``.
     """
     folder = Path(folder)
     tmp = folder.parent / f".tmp-{folder.name}"
@@ -96,10 +129,15 @@ def save_checkpoint(
     if accelerator.is_main_process:
         if ema is not None:
             ema.save(tmp / EMA_FILE)
+        if modules:
+            state = {f"{name}.{k}": v.detach().cpu().contiguous() for name, module in modules.items()
+                     for k, v in module.state_dict().items()}
+            save_file(state, str(tmp / TASK_STATE_FILE))
         save_config(cfg, tmp / CONFIG_FILE)
         meta = {**meta, "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "config": OmegaConf.to_container(cfg, resolve=True)}
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
+        make_shareable(tmp)
         if folder.exists():  # the same step saved again (e.g. after a resume): replace it
             old = folder.parent / f".old-{folder.name}"
             shutil.rmtree(old, ignore_errors=True)
@@ -111,13 +149,69 @@ def save_checkpoint(
     return folder
 
 
-def load_checkpoint(accelerator, folder: str | os.PathLike, ema=None) -> dict:
-    """Restore models, optimizers, schedulers, scaler, RNG (and EMA) from ``folder``; return its meta."""
+def _check_pickles(accelerator, folder: Path) -> None:
+    """Refuse what Accelerate would read unsafely or skip silently, before it reads anything."""
+    if getattr(accelerator, "_custom_objects", None):
+        raise CheckpointError("objects were registered with accelerator.register_for_checkpointing, which "
+                              "Accelerate restores with weights_only=False; pass them as task.checkpoint_modules")
+    for path in sorted(folder.glob(CUSTOM_PICKLE_GLOB)):
+        raise CheckpointError(f"{path}: refused (Accelerate would unpickle it with weights_only=False, and this "
+                              "project never writes one: it may have been planted); delete it to resume from here")
+    rng_file = folder / RNG_FILE_GLOB.replace("*", str(accelerator.process_index))
+    _probe(rng_file)
+
+
+def _probe(path: Path) -> None:
+    """Read one checkpoint file safely; CheckpointError naming it when it is missing, damaged or refused."""
+    try:
+        if path.suffix == ".safetensors":
+            load_file(str(path))
+        elif path.suffix == ".json":
+            json.loads(path.read_text())
+        elif path.suffix in (".bin", ".pkl"):
+            safe_torch_load(str(path), map_location="cpu")  # weights_only=True, numpy RNG arrays allowed
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is missing") from None
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path}: refused to unpickle with weights_only=True (it names code to run, "
+                              f"which a checkpoint of this project never holds): {first}") from None
+    except (SafetensorError, OSError, ValueError, RuntimeError, EOFError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path} is damaged ({type(err).__name__}: {first})") from None
+
+
+def _find_bad_file(folder: Path) -> None:
+    """Raise CheckpointError for the first unreadable file of ``folder`` (after a failed load)."""
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and not path.name.startswith("custom_checkpoint_"):
+            _probe(path)
+
+
+def load_checkpoint(accelerator, folder: str | os.PathLike, ema=None,
+                    modules: Optional[dict[str, nn.Module]] = None) -> dict:
+    """Restore models, optimizers, schedulers, scaler, RNG, EMA and ``modules`` from ``folder``; return its meta.
+
+    Raises CheckpointError naming the folder and the file when any of it cannot be read.
+    """
     folder = Path(folder)
-    meta = read_meta(folder)
-    accelerator.load_state(str(folder))
-    if ema is not None:
-        ema.load(folder / EMA_FILE)
+    meta = read_checkpoint_meta(folder)
+    _check_pickles(accelerator, folder)
+    try:
+        accelerator.load_state(str(folder))
+        if ema is not None:
+            ema.load(folder / EMA_FILE)
+        if modules:
+            state = load_file(str(folder / TASK_STATE_FILE))
+            for name, module in modules.items():
+                prefix = f"{name}."
+                module.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+    except CheckpointError:
+        raise
+    except Exception as err:  # noqa: BLE001 - any failure inside a load: find and name the file
+        _find_bad_file(folder)
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{folder} could not be loaded into this run ({type(err).__name__}: {first})") from err
     return meta
 
 

@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 def build_train_loader(cfg: DictConfig) -> DataLoader:
     """Training clips of ``cfg.dataset`` in an order that exact resume can replay."""
-    dataset = VideoDataset(to_dataclass(cfg.dataset), "train")
+    dataset = VideoDataset(to_dataclass(cfg.dataset), "train", seed=cfg.experiment.seed)  # per-sample draws
     return build_dataloader(dataset, cfg.training.per_gpu_batch_size, seed=cfg.experiment.seed,
                             num_workers=cfg.dataset.num_workers)
 
@@ -124,8 +124,8 @@ def build_gan(task, generator: nn.Module) -> ReconstructionGANLoss:
 
     Fills ``task.models['discriminator']``, ``task.optimizers`` / ``task.schedulers`` for
     ``'model'`` and ``'discriminator'``. The discriminator's schedule spans the steps it trains:
-    ``max_train_steps - discriminator_start`` (the original mixed units there). The LeCam EMAs are
-    registered for checkpointing.
+    ``max_train_steps - discriminator_start`` (the original mixed units there). The LeCam EMAs go
+    into ``task.checkpoint_modules`` (saved as tensors; no pickle is read on resume).
     """
     cfg = task.cfg
     discriminator = NLayerDiscriminator3D(to_dataclass(cfg.model.discriminator))
@@ -142,7 +142,7 @@ def build_gan(task, generator: nn.Module) -> ReconstructionGANLoss:
         task.optimizers["discriminator"], schedule_cfg, total_steps=max(1, max_steps - start),
         warmup_steps=cfg.lr_scheduler.discriminator_warmup_steps)
     loss = ReconstructionGANLoss(to_dataclass(cfg.losses), discriminator)
-    task.accelerator.register_for_checkpointing(loss.lecam)
+    task.checkpoint_modules["lecam"] = loss.lecam
     if start >= max_steps:
         logger.info("losses.discriminator_start=%d >= max_train_steps=%d: the GAN terms never switch on",
                     start, max_steps)

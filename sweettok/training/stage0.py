@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from sweettok.config import to_dataclass
+from sweettok.config import ConfigError, to_dataclass
 from sweettok.models.proxy import ProxyTokenizer
 from sweettok.models.proxy_convert import load_proxy_checkpoint
 from sweettok.training.recon_eval import (
@@ -34,6 +34,9 @@ class ProxyTask(Task):
     def build(self) -> None:
         cfg = self.cfg
         proxy_cfg = to_dataclass(cfg.model.proxy)
+        if cfg.experiment.init_weight:
+            raise ConfigError("experiment.init_weight is not used by stage 0 (to fine-tune a proxy, set "
+                              f"model.proxy.weights); got {cfg.experiment.init_weight!r}")
         if cfg.model.proxy.weights:  # fine-tune a given proxy instead of starting from scratch
             logger.info("stage 0 starts from the proxy weights %s", cfg.model.proxy.weights)
             model = load_proxy_checkpoint(cfg.model.proxy.weights, proxy_cfg, freeze=False)

@@ -15,6 +15,7 @@ ceiling, of the proxy's own codes) on the fixed validation subset.
 from __future__ import annotations
 
 import logging
+import pickle
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -29,6 +30,7 @@ from sweettok.models.proxy import ProxyTokenizer
 from sweettok.models.proxy_convert import load_proxy_checkpoint
 from sweettok.models.tokenizer import SweetTok
 from sweettok.models.tokenizer_convert import is_original_layout, original_to_ours
+from sweettok.priors.prior import read_original_pickle
 from sweettok.training.optim import build_optimizer
 from sweettok.training.recon_eval import (
     FVDCache, ReconstructionMetrics, build_eval_loader, build_train_loader, fixed_clips, save_panel,
@@ -53,19 +55,46 @@ def load_frozen_proxy(cfg, with_encoder: bool = True) -> ProxyTokenizer:
     return load_proxy_checkpoint(path, to_dataclass(cfg.model.proxy), with_encoder=with_encoder, freeze=True)
 
 
-def read_state_dict(path: str) -> dict[str, Tensor]:
-    """A weights file as a flat state dict: safetensors, or a torch file (weights only, maybe nested)."""
+def read_state_dict(path: str, key: str = "weights") -> dict[str, Tensor]:
+    """A weights file as a flat state dict: safetensors, or a torch file (weights only, maybe nested).
+
+    ``key`` is the config key that named the file, for the error messages.
+    """
     if not Path(path).is_file():
-        raise FileNotFoundError(f"{path} not found (relative to {Path.cwd()})")
+        raise FileNotFoundError(f"{key}: {path} not found (relative to {Path.cwd()})")
     if path.endswith(".safetensors"):
         return load_file(path)
-    raw = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ConfigError(f"{key}: {path}: refused to unpickle with weights_only=True, the file names code to run "
+                          f"({_first_line(err)}); convert it to safetensors where you trust it") from None
     for key in ("state_dict", "model"):
         if isinstance(raw, Mapping) and key in raw and isinstance(raw[key], Mapping):
             raw = raw[key]
     if not isinstance(raw, Mapping):
         raise ValueError(f"{path}: expected a state dict, got {type(raw).__name__}")
     return {k: v for k, v in raw.items() if isinstance(v, Tensor)}
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def check_prior_pickles(cfg) -> None:
+    """Refuse, before any model is built, an original prior pickle that names code; the error names key and file."""
+    for side in ("spatial", "temporal"):
+        quantizer = cfg.model.tokenizer[f"{side}_quantizer"]
+        path = Path(quantizer.prior)
+        if quantizer.kind != "mlc" or path.suffix not in (".pkl", ".pickle", ".pt") or not path.is_file():
+            continue
+        try:
+            read_original_pickle(path)
+        except pickle.UnpicklingError as err:
+            raise ConfigError(f"model.tokenizer.{side}_quantizer.prior: {path}: refused to unpickle, the file names "
+                              f"code to run ({_first_line(err)}); use a prior built by "
+                              "scripts/build_codebook_priors.py or the original release's file") from None
 
 
 def load_partial(model: nn.Module, state_dict: Mapping[str, Tensor], source: str) -> dict[str, list[str]]:
@@ -101,9 +130,11 @@ class Stage1Task(Task):
     def build(self) -> None:
         cfg = self.cfg
         self.proxy = load_frozen_proxy(cfg).to(self.accelerator.device)
+        check_prior_pickles(cfg)
         model = SweetTok(to_dataclass(cfg.model.tokenizer), to_dataclass(cfg.model.proxy))
         if cfg.model.spatial_pretrain:
-            load_partial(model, read_state_dict(cfg.model.spatial_pretrain), f"model.spatial_pretrain {cfg.model.spatial_pretrain}")
+            load_partial(model, read_state_dict(cfg.model.spatial_pretrain, "model.spatial_pretrain"),
+                         f"model.spatial_pretrain {cfg.model.spatial_pretrain}")
         if cfg.experiment.init_weight:
             raise ConfigError("experiment.init_weight is not used by stage 1 (use model.spatial_pretrain); got "
                               f"{cfg.experiment.init_weight!r}")

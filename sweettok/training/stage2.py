@@ -27,7 +27,7 @@ from sweettok.training.recon_eval import (
     FVDCache, ReconstructionMetrics, build_eval_loader, build_gan, build_train_loader, fixed_clips, gan_step,
     save_panel,
 )
-from sweettok.training.stage1 import STAGE0_HINT, read_state_dict
+from sweettok.training.stage1 import STAGE0_HINT, check_prior_pickles, read_state_dict
 from sweettok.training.task import Task
 
 logger = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ def read_stage1_weights(cfg) -> dict[str, Tensor]:
     if Path(path).is_dir():
         state, _ = load_export(path)
     elif Path(path).is_file():
-        state = read_state_dict(path)
+        state = read_state_dict(path, "experiment.init_weight")
     else:
         raise FileNotFoundError(f"experiment.init_weight: {path} not found (relative to {Path.cwd()}); "
                                 "run stage 1 first (`bash run_train_stage1.sh`) or point it at its export folder")
@@ -92,6 +92,7 @@ class Stage2Task(Task):
         if not proxy_path or not Path(proxy_path).exists():
             raise FileNotFoundError(f"model.proxy.weights: {proxy_path!r} not found; stage 2 takes the proxy's pixel "
                                     f"decoder from it; {STAGE0_HINT}")
+        check_prior_pickles(cfg)
         tokenizer = SweetTok(to_dataclass(cfg.model.tokenizer), to_dataclass(cfg.model.proxy), pixel_decoder=True)
         load_stage1(tokenizer, state, f"experiment.init_weight {cfg.experiment.init_weight}")
         load_pixel_decoder_from_proxy(tokenizer, proxy_path)

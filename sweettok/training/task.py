@@ -59,6 +59,8 @@ class Task:
         self.schedulers: dict[str, Any] = {}  # same key as the optimizer it drives
         self.train_dataloader: Optional[torch.utils.data.DataLoader] = None
         self.eval_dataloader: Optional[torch.utils.data.DataLoader] = None  # prepared too (sharded)
+        # Other state a checkpoint keeps (e.g. LeCam's EMA buffers): tensors only, in task_state.safetensors.
+        self.checkpoint_modules: dict[str, nn.Module] = {}
 
     # ------------------------------------------------------------------ to implement
 

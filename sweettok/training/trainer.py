@@ -11,23 +11,28 @@ from __future__ import annotations
 import json
 import logging
 import math
+import signal
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 import torch
-from accelerate.utils import set_seed
+from accelerate.utils import broadcast_object_list, set_seed
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from sweettok.config import save_config
 from sweettok.training.accelerator import build_accelerator
 from sweettok.training.checkpoint import (
-    export_model, latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint,
+    CheckpointError, export_model, list_checkpoints, load_checkpoint, prune_checkpoints, read_checkpoint_meta,
+    save_checkpoint,
 )
+from sweettok.training.data import DataReport
 from sweettok.training.ema import EMA
 from sweettok.training.logs import flatten, new_run_id, setup_logging, tracker_init_kwargs
+from sweettok.training.resume_config import check_resume_config
+from sweettok.training.run_folder import OutputFolderBusyError, RunLock, claim_output_folder
 from sweettok.training.task import NonFiniteLossError, Task
 
 logger = logging.getLogger(__name__)
@@ -43,6 +48,15 @@ def _namespaced(logs: dict[str, Any], default: str) -> dict[str, Any]:
     return {(k if "/" in k else f"{default}/{k}"): v for k, v in logs.items()}
 
 
+class TrainingInterrupted(RuntimeError):
+    """SIGTERM (e.g. preemption) stopped the run after saving a checkpoint; rerunning resumes it."""
+
+    def __init__(self, step: int, folder: Path):
+        self.step, self.folder = step, folder
+        super().__init__(f"stopped by SIGTERM at step {step}; checkpoint saved in {folder}: run the same command "
+                         "again to resume")
+
+
 class Trainer:
     """Runs a Task: builds the Accelerator, prepares the task's parts, resumes, trains, exports."""
 
@@ -50,7 +64,41 @@ class Trainer:
         self.cfg = cfg
         self.output_dir = Path(cfg.experiment.output_dir)
         self.accelerator = build_accelerator(cfg)
+        self._lock, moved = self._claim_output_folder()
+        try:
+            self._setup(task_factory, moved)
+        except BaseException:
+            self._release()
+            raise
+
+    def _claim_output_folder(self) -> tuple[Optional[RunLock], Optional[Path]]:
+        """One run per folder (main process locks it); an older run goes aside on a fresh start.
+
+        A refusal reaches every rank, so none waits for a main process that has stopped.
+        """
+        acc, lock, moved, refusal = self.accelerator, None, None, None
+        if acc.is_main_process:
+            try:
+                lock, moved = claim_output_folder(self.output_dir, self.cfg.experiment.resume)
+            except OutputFolderBusyError as err:
+                refusal = str(err)
+        if acc.num_processes > 1:
+            refusal = broadcast_object_list([refusal])[0]
+        if refusal is not None:
+            raise OutputFolderBusyError(refusal)
+        return lock, moved
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+
+    def _setup(self, task_factory: TaskFactory, moved: Optional[Path]) -> None:
+        cfg = self.cfg
         setup_logging(self.output_dir, self.accelerator.is_main_process)
+        if moved is not None:
+            logger.warning("experiment.resume=false: the earlier run in %s was moved to %s", self.output_dir, moved)
+        self._stop_signal = False
+        self.data_report = DataReport()  # unreadable / padded clips, logged per epoch
         self.step, self.epoch, self.batches_in_epoch = 0, 0, 0
         self._step_logs: dict[str, Any] = {}  # lr / grad norms of the current optimizer step
         self.run_id = new_run_id()  # the tracker run; a resume continues the checkpoint's
@@ -112,11 +160,29 @@ class Trainer:
                                        init_kwargs=tracker_init_kwargs(exp.logger, exp.name, self.output_dir, self.run_id))
 
     def _resume(self) -> None:
-        folder = latest_checkpoint(self.output_dir)
-        if folder is None:
+        """Load the newest readable checkpoint; a damaged one is named and the previous one is used."""
+        candidates = [folder for _, folder in reversed(list_checkpoints(self.output_dir))]
+        if not candidates:
             logger.info("no checkpoint in %s: starting from scratch", self.output_dir)
             return
-        meta = load_checkpoint(self.accelerator, folder, self.ema)
+        damaged = []
+        for folder in candidates:
+            try:
+                check_resume_config(read_checkpoint_meta(folder).get("config", {}), self.cfg, str(folder))
+                meta = load_checkpoint(self.accelerator, folder, self.ema, self.task.checkpoint_modules)
+                break
+            except CheckpointError as err:
+                damaged.append(folder)
+                others = "falling back to the previous checkpoint" if folder != candidates[-1] else "no other left"
+                logger.warning("cannot resume from %s: %s; %s", folder, err, others)
+        else:
+            raise CheckpointError(
+                f"no checkpoint in {self.output_dir} can be resumed from ({len(damaged)} damaged; last error above): "
+                "delete or move the damaged checkpoint-* folders, or start anew with experiment.resume=false "
+                "and another experiment.output_dir")
+        if damaged:
+            logger.warning("resumed from the older %s; skipped damaged %s (its later steps are trained again)",
+                           folder.name, ", ".join(f.name for f in damaged))
         self.step, self.epoch, self.batches_in_epoch = meta["step"], meta["epoch"], meta["batches_in_epoch"]
         self.run_id = meta.get("run_id", self.run_id)
         saved_procs = meta.get("num_processes", self.accelerator.num_processes)
@@ -161,18 +227,39 @@ class Trainer:
     # ------------------------------------------------------------------ loop
 
     def fit(self) -> Path:
-        """Train to ``training.max_train_steps``; return the export folder."""
-        self._init_trackers()
+        """Train to ``training.max_train_steps``; return the export folder.
+
+        SIGTERM saves a checkpoint at the end of the current step and raises TrainingInterrupted.
+        """
+        previous = _set_sigterm(self._on_sigterm)
         try:
-            self._loop()
-        except NonFiniteLossError as err:
-            folder = self.save(suffix="-nonfinite", step=err.step)
-            err.args = (f"{err.args[0]}; the state before that step is in {folder} (never resumed from)",)
+            self._init_trackers()
+            try:
+                self._loop()
+            except NonFiniteLossError as err:
+                folder = self.save(suffix="-nonfinite", step=err.step)
+                err.args = (f"{err.args[0]}; the state before that step is in {folder} (never resumed from)",)
+                self.accelerator.end_training()
+                raise
+            export_dir = self.export()
             self.accelerator.end_training()
-            raise
-        export_dir = self.export()
-        self.accelerator.end_training()
-        return export_dir
+            return export_dir
+        finally:
+            if previous is not None:  # None: not settable here, or set outside Python
+                _set_sigterm(previous)
+            self._release()
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        logger.warning("SIGTERM: saving a checkpoint at the end of step %d, then stopping", self.step + 1)
+        self._stop_signal = True
+
+    def _stop_requested(self) -> bool:
+        """Whether any rank got SIGTERM (all ranks then save together: the save is collective)."""
+        flag = self._stop_signal
+        if self.accelerator.num_processes > 1:
+            flag = bool(self.accelerator.reduce(torch.tensor([float(flag)], device=self.accelerator.device),
+                                                reduction="sum").item() > 0)
+        return flag
 
     def _epoch_batches(self) -> Optional[Iterator]:
         """This epoch's dataloader, past the batches a resumed run already consumed (None if all)."""
@@ -189,12 +276,21 @@ class Trainer:
         acc, cfg = self.accelerator, self.cfg
         max_steps = cfg.training.max_train_steps
         progress = tqdm(total=max_steps, initial=self.step, disable=not acc.is_main_process, desc="train")
+        try:
+            self._epochs(progress)
+        finally:
+            progress.close()  # before any error message, so it is not glued to the bar
+
+    def _epochs(self, progress: tqdm) -> None:
+        acc, cfg = self.accelerator, self.cfg
+        max_steps = cfg.training.max_train_steps
         window = {"data": 0.0, "batch": 0.0, "steps": 0}
         while self.step < max_steps:
             batches = self._epoch_batches()
             tick = step_start = time.perf_counter()
             for batch in batches or ():
                 window["data"] += time.perf_counter() - tick
+                self.data_report.add(batch)
                 with acc.accumulate(*self._trainable_models):
                     logs = self.task.train_step(batch, self.step)
                 self.batches_in_epoch += 1
@@ -213,12 +309,24 @@ class Trainer:
                     window = {"data": 0.0, "batch": 0.0, "steps": 0}
                 self._step_logs = {}
                 self._hooks(last_step)
+                if not last_step and self._stop_requested():
+                    saved = self.output_dir / f"checkpoint-{self.step}"
+                    if not _due(cfg.experiment.save_every, self.step, last_step):
+                        saved = self.save()
+                    raise TrainingInterrupted(self.step, saved)
                 tick = step_start = time.perf_counter()
                 if last_step:
                     break
             else:
+                self._log_data(self.data_report.summary(acc, f"data of epoch {self.epoch}"))
                 self.epoch, self.batches_in_epoch = self.epoch + 1, 0
-        progress.close()
+        self._log_data(self.data_report.summary(acc, f"data of epoch {self.epoch} (to step {self.step})"))
+        self._log_data(self.data_report.run_summary(acc))
+
+    @staticmethod
+    def _log_data(summary: Optional[tuple[str, bool]]) -> None:
+        if summary is not None:
+            logger.log(logging.WARNING if summary[1] else logging.INFO, summary[0])
 
     def _hooks(self, last_step: bool) -> None:
         exp = self.cfg.experiment
@@ -288,7 +396,7 @@ class Trainer:
         meta = {"step": self.step, "epoch": self.epoch, "batches_in_epoch": self.batches_in_epoch,
                 "num_processes": self.accelerator.num_processes, "run_id": self.run_id}
         folder = save_checkpoint(self.accelerator, self.output_dir / f"checkpoint-{step}{suffix}",
-                                 meta, self.cfg, self.ema)
+                                 meta, self.cfg, self.ema, self.task.checkpoint_modules)
         if not suffix and self.accelerator.is_main_process:
             prune_checkpoints(self.output_dir, self.cfg.experiment.keep_last_checkpoints)
         return folder
@@ -303,6 +411,14 @@ class Trainer:
                 export_model(state, self.cfg, out)
         self.accelerator.wait_for_everyone()
         return out
+
+
+def _set_sigterm(handler: Any) -> Any:
+    """Install a SIGTERM handler, returning the previous one (no-op outside the main thread)."""
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: signals cannot be handled here
+        return None
 
 
 def _format(scalars: dict[str, float]) -> str:
