@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from sweettok.config import ConfigError, load_config_from_cli, parse_cli
 from sweettok.training.checkpoint import EXPORT_WEIGHTS, latest_checkpoint, read_meta
-from sweettok.training.preflight import PREFLIGHT_ERRORS, preflight
+from sweettok.training.preflight import preflight
 from sweettok.training.registry import get_task_factory
 from sweettok.training.task import NonFiniteLossError
 from sweettok.training.trainer import Trainer, TrainingInterrupted
@@ -71,16 +71,6 @@ def split_flags(argv: list[str]) -> tuple[set[str], list[str]]:
     return flags, rest
 
 
-def run_preflight(cfg: DictConfig) -> Optional[int]:
-    """The checks of sweettok.training.preflight; print one line and return 2 when one fails."""
-    try:
-        preflight(cfg)
-    except PREFLIGHT_ERRORS as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return None
-
-
 def finished_run(cfg: DictConfig) -> Optional[str]:
     """A line saying the run is done when its newest checkpoint reached max_train_steps and the export exists."""
     output_dir = Path(cfg.experiment.output_dir)
@@ -115,17 +105,17 @@ def before_training(argv: list[str], flags: set[str], cfg: DictConfig) -> Option
         print(OmegaConf.to_yaml(cfg, resolve=True), end="")
         return 0
     if "--check-only" in flags:
-        status = run_preflight(cfg)
-        if status is None:
-            print(f"ok: {cfg.experiment.output_dir} can start (config, weights, priors and data checked)")
-        return status or 0
+        preflight(cfg)  # a failure is one `error:` line in main (or the traceback with --debug)
+        print(f"ok: {cfg.experiment.output_dir} can start (config, weights, priors and data checked)")
+        return 0
     done = finished_run(cfg)
     if done:
         if is_rank_zero():
             print(done)
         return 0
     announce(argv, cfg)
-    return run_preflight(cfg)
+    preflight(cfg)
+    return None
 
 
 def describe_error(err: BaseException) -> str:

@@ -24,9 +24,6 @@ from sweettok.training.stage1 import STAGE0_HINT
 
 logger = logging.getLogger(__name__)
 
-# what a failed check raises (scripts/train.py turns each into one "error: ..." line)
-PREFLIGHT_ERRORS = (ConfigError, FileNotFoundError, DatasetError, ValueError)
-
 
 def check_proxy(cfg: DictConfig) -> None:
     """``model.proxy.weights`` is set and exists (stages 1 and 2 need the frozen proxy)."""
