@@ -1,6 +1,7 @@
 """Tokenizer benchmark: paper-preset training step and demo-preset encode/decode, cheap vs redundant path.
 
     python benchmarks/bench_tokenizer.py [--repeats 2] [--threads N] [--skip-paper] [--skip-demo]
+        [--skip-efficiency] [--efficiency-size 128] [--device cpu] [--bf16]
 
 * Paper preset (TokenizerConfig defaults: 180 M parameters without quantizers), batch 1, one
   (1, 3, 17, 256, 256) clip on the CPU: a stage-1 step (encode, decode to 8192-way logits,
@@ -12,6 +13,15 @@
   word priors may not be on the machine; the GCN is small next to the transformers.
 * Demo preset (configs/demo/tokenizer.yaml sizes, 17x64x64, batch 8): clips per second for
   encode and decode in eval mode, both paths.
+* Step efficiency (``--efficiency``, on by default): the paper architecture (width 512, every
+  depth, 8192-way head) on 17x``--efficiency-size``² clips (default 128: a quarter of the paper's
+  tokens, so it runs in seconds on a CPU). FLOPs of one stage-1 step (forward + backward) are
+  counted with ``torch.utils.flop_counter.FlopCounterMode``; the step is timed; the same process
+  measures the machine's matmul throughput (best of several fp32 ``torch.mm`` shapes, and bf16 when
+  ``--bf16`` autocasts the step). Share of peak = (step FLOPs / step time) / matmul FLOP/s, one
+  number. On a CPU, process CPU time is used for both (other programs on a shared machine slow the
+  wall clock, not the CPU time of this one; with 1 thread they are the same measure); on a GPU, CUDA
+  events.
 """
 
 from __future__ import annotations
@@ -99,6 +109,66 @@ def run_demo(repeats: int, batch: int = 8) -> None:
         print(f"{name:<10} {rates[0]:8.1f} {rates[1]:8.1f}")
 
 
+def matmul_peak(device: str, dtype: torch.dtype, repeats: int = 5) -> float:
+    """Best FLOP/s of ``torch.mm`` over a few square and step-like shapes on ``device``."""
+    best = 0.0
+    for m, k, n in ((2048, 2048, 2048), (4096, 4096, 4096), (4096, 512, 2048), (4096, 2048, 512), (8192, 512, 1536),
+                    (5120, 512, 8192)):
+        a, b = torch.randn(m, k, device=device, dtype=dtype), torch.randn(k, n, device=device, dtype=dtype)
+        torch.mm(a, b)
+        for _ in range(repeats):
+            seconds = _clock(lambda: torch.mm(a, b), device)
+            best = max(best, 2 * m * k * n / seconds)
+    return best
+
+
+def _clock(fn, device: str) -> float:
+    """Seconds of ``fn``: CUDA-synchronised wall time on a GPU, process CPU time on a CPU."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        return time.perf_counter() - start
+    start = time.process_time()
+    fn()
+    return time.process_time() - start
+
+
+def run_efficiency(size: int, repeats: int, device: str, bf16: bool) -> None:
+    """Stage-1 step FLOPs, achieved FLOP/s and its share of the measured matmul peak."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    grid = size // 8
+    quantizer = QuantizerConfig(kind="vq", codebook_size=8192)
+    cfg = TokenizerConfig(image_size=size, num_temporal_queries=grid * grid, spatial_quantizer=quantizer,
+                          temporal_quantizer=quantizer)
+    model = SweetTok(cfg, ProxyConfig(image_size=size)).to(device).train()
+    video = torch.rand(1, 3, 17, size, size, device=device) - 0.5
+    target = torch.randint(0, 8192, (1, 5, grid, grid), device=device)
+    dtype = torch.bfloat16 if bf16 else torch.float32
+
+    def step() -> None:
+        with torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=bf16):
+            train_step(model, video, target, redundant=False)
+
+    with FlopCounterMode(display=False) as counter:
+        step()  # also the warm-up
+    flops = counter.get_total_flops()
+    times = [_clock(step, device) for _ in range(repeats)]
+    peak = matmul_peak(device, dtype)
+    achieved = flops / min(times)
+    print(f"\nstage-1 step efficiency: paper architecture on 17x{size}x{size} clips, batch 1, {device}, "
+          f"{'bf16 autocast' if bf16 else 'fp32'}, {torch.get_num_threads()} threads")
+    print(f"command: python benchmarks/bench_tokenizer.py --skip-paper --skip-demo --efficiency-size {size} "
+          f"--repeats {repeats} --threads {torch.get_num_threads()}{' --bf16' if bf16 else ''}")
+    print(f"{'step GFLOP':>11} {'best s':>8} {'median s':>9} {'achieved GFLOP/s':>17} {'matmul GFLOP/s':>15} "
+          f"{'share of peak':>14}")
+    print(f"{flops / 1e9:11.1f} {min(times):8.2f} {sorted(times)[len(times) // 2]:9.2f} {achieved / 1e9:17.1f} "
+          f"{peak / 1e9:15.1f} {achieved / peak:13.0%}")
+
+
 def _timed(fn) -> float:
     start = time.perf_counter()
     fn()
@@ -111,6 +181,10 @@ def main() -> None:
     parser.add_argument("--skip-paper", action="store_true")
     parser.add_argument("--skip-demo", action="store_true")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
+    parser.add_argument("--skip-efficiency", action="store_true")
+    parser.add_argument("--efficiency-size", type=int, default=128, help="clip side of the efficiency run (256: paper)")
+    parser.add_argument("--device", default="cpu", help="device of the efficiency run")
+    parser.add_argument("--bf16", action="store_true", help="efficiency run under bf16 autocast")
     parser.add_argument("--worker", choices=("cheap", "redundant"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:
@@ -122,6 +196,8 @@ def main() -> None:
         run_paper(args.repeats)
     if not args.skip_demo:
         run_demo(args.repeats)
+    if not args.skip_efficiency:
+        run_efficiency(args.efficiency_size, max(args.repeats, 2), args.device, args.bf16)
 
 
 if __name__ == "__main__":
