@@ -16,7 +16,8 @@
 * Step efficiency (``--efficiency``, on by default): the paper architecture (width 512, every
   depth, 8192-way head) on 17x``--efficiency-size``² clips (default 128: a quarter of the paper's
   tokens, so it runs in seconds on a CPU). FLOPs of one stage-1 step (forward + backward) are
-  counted with ``torch.utils.flop_counter.FlopCounterMode``; the step is timed; the same process
+  counted with ``torch.utils.flop_counter.FlopCounterMode`` (with formulas for the two kinds of op
+  it miscounts, see FLOP_FORMULAS); the step is timed; the same process
   measures the machine's matmul throughput (best of several fp32 ``torch.mm`` shapes, and bf16 when
   ``--bf16`` autocasts the step). Share of peak = (step FLOPs / step time) / matmul FLOP/s, one
   number. On a CPU, process CPU time is used for both (other programs on a shared machine slow the
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import resource
 import subprocess
 import sys
@@ -35,6 +37,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 from sweettok.config import ProxyConfig, QuantizerConfig, TokenizerConfig
 from sweettok.models.tokenizer import SweetTok
@@ -109,6 +112,38 @@ def run_demo(repeats: int, batch: int = 8) -> None:
         print(f"{name:<10} {rates[0]:8.1f} {rates[1]:8.1f}")
 
 
+def _sdpa_cpu_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+def _sdpa_cpu_backward_flops(grad_out_shape, query_shape, key_shape, value_shape, *args, out_shape=None,
+                             **kwargs) -> int:
+    return sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
+
+
+def _conv_backward_flops(grad_out_shape, x_shape, w_shape, *args, out_shape=None, **kwargs) -> int:
+    """Input and weight gradients, each the forward's 2 x out elements x (in / groups x kernel) FLOPs."""
+    output_mask = args[-1]
+    per_product = 2 * math.prod(grad_out_shape) * math.prod(w_shape[1:])
+    return per_product * (int(output_mask[0]) + int(output_mask[1]))
+
+
+# FlopCounterMode misses CPU flash attention and ignores `groups` in convolution_backward (the
+# PEG's depthwise convs would count 500x their work); these formulas replace its own for them.
+FLOP_FORMULAS = {
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_cpu_flops,
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward: _sdpa_cpu_backward_flops,
+    torch.ops.aten.convolution_backward: _conv_backward_flops,
+}
+
+
+def count_flops(fn) -> int:
+    """FLOPs of one call of ``fn`` (FlopCounterMode with the corrections above)."""
+    with FlopCounterMode(display=False, custom_mapping=FLOP_FORMULAS) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
 def matmul_peak(device: str, dtype: torch.dtype, repeats: int = 5) -> float:
     """Best FLOP/s of ``torch.mm`` over a few square and step-like shapes on ``device``."""
     best = 0.0
@@ -137,8 +172,6 @@ def _clock(fn, device: str) -> float:
 
 def run_efficiency(size: int, repeats: int, device: str, bf16: bool) -> None:
     """Stage-1 step FLOPs, achieved FLOP/s and its share of the measured matmul peak."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     torch.manual_seed(0)
     grid = size // 8
     quantizer = QuantizerConfig(kind="vq", codebook_size=8192)
@@ -153,9 +186,7 @@ def run_efficiency(size: int, repeats: int, device: str, bf16: bool) -> None:
         with torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=bf16):
             train_step(model, video, target, redundant=False)
 
-    with FlopCounterMode(display=False) as counter:
-        step()  # also the warm-up
-    flops = counter.get_total_flops()
+    flops = count_flops(step)  # also the warm-up
     times = [_clock(step, device) for _ in range(repeats)]
     peak = matmul_peak(device, dtype)
     achieved = flops / min(times)

@@ -6,7 +6,7 @@
 #   PEAK_TFLOPS=989 bash benchmarks/gpu_check.sh    # also MFU against the vendor's dense bf16 peak
 #   DRY_RUN=1 bash benchmarks/gpu_check.sh          # no GPU: the same steps on the tiny (demo) preset
 #
-# Each line comes from benchmarks/bench_gpu_step.py (its --help says what a step is); results also
+# Each line comes from benchmarks/gpu_step.py (its --help says what a step is); results also
 # go, one JSON line each, to $OUT_DIR/gpu_check.jsonl. Runs: each stage plain (batch $BATCH), with
 # activation checkpointing + chunked CE, and the largest-batch search for both settings.
 set -euo pipefail
@@ -30,7 +30,7 @@ LOG="$OUT_DIR/gpu_check.jsonl"
 
 run() {  # run <args...>: print the summary line, append the JSON line to $LOG
   local out
-  out=$("$PYTHON" benchmarks/bench_gpu_step.py --preset "$PRESET" --steps "$STEPS" --bf16 \
+  out=$("$PYTHON" benchmarks/gpu_step.py --preset "$PRESET" --steps "$STEPS" --bf16 \
         --peak-tflops "$PEAK_TFLOPS" "${EXTRA[@]}" "$@")
   echo "$out" | head -n -1
   echo "$out" | tail -n 1 >> "$LOG"

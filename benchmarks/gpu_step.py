@@ -1,6 +1,6 @@
 """One training step of stage 1 or stage 2 at the paper preset: step time, peak memory, MFU, largest batch.
 
-    python benchmarks/bench_gpu_step.py --stage 1 [--preset paper] [--batch 1] [--bf16] [--find-max-batch]
+    python benchmarks/gpu_step.py --stage 1 [--preset paper] [--batch 1] [--bf16] [--find-max-batch]
         [--activation-checkpointing] [--ce-chunk-rows 0] [--compile] [--peak-tflops 0]
 
 What `benchmarks/gpu_check.sh` runs. The step is the trainer's work without data loading:
@@ -12,11 +12,13 @@ What `benchmarks/gpu_check.sh` runs. The step is the trainer's work without data
   loss through a 3-D PatchGAN, backward, AdamW step; then the discriminator's own step on real and
   fake clips. No perceptual loss (its ConvNeXt/VGG weights may be missing).
 
-FLOPs come from ``torch.utils.flop_counter.FlopCounterMode`` over one step; MFU = FLOPs / step time
+FLOPs come from ``torch.utils.flop_counter.FlopCounterMode`` over one step (executed FLOPs:
+activation checkpointing's recomputation counts; corrections in bench_tokenizer.FLOP_FORMULAS); MFU = FLOPs / step time
 / peak, the peak being this device's measured ``torch.mm`` throughput in the step's dtype (and, with
 ``--peak-tflops``, also the vendor's number). On a GPU the largest batch is found by doubling
 until CUDA runs out of memory, then bisecting; on a CPU (the dry run) it is capped by ``--max-batch``.
-Prints one JSON line per result after the table, for scripts.
+Prints the summary, then one JSON line for scripts. Not named ``bench_*.py``: ``make bench`` would
+run its paper preset on a CPU.
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.utils.flop_counter import FlopCounterMode
 
 from sweettok.config import DiscriminatorConfig, LossesConfig, ProxyConfig, QuantizerConfig, TokenizerConfig
 from sweettok.losses.stage1 import Stage1Loss
@@ -38,7 +39,7 @@ from sweettok.models.tokenizer import SweetTok
 from sweettok.training.performance import enable_activation_checkpointing
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_tokenizer import _clock, demo_model as demo_tokenizer, matmul_peak  # noqa: E402  (sibling script)
+from bench_tokenizer import _clock, count_flops, demo_model as demo_tokenizer, matmul_peak  # noqa: E402  (sibling)
 
 
 def build_tokenizer(preset: str, pixel_decoder: bool) -> SweetTok:
@@ -124,10 +125,8 @@ def measure(runner: StepRunner, batch: int, steps: int) -> dict:
     # CUDA: synchronised wall time; CPU: process CPU time, as matmul_peak measures it
     times = [_clock(lambda: runner.step(video, codes), device.type) for _ in range(steps)]
     peak_gib = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None
-    with FlopCounterMode(display=False) as counter:
-        runner.step(video, codes)
-    return {"batch": batch, "step_s": statistics.median(times), "peak_mem_gib": peak_gib,
-            "flops": counter.get_total_flops()}
+    flops = count_flops(lambda: runner.step(video, codes))
+    return {"batch": batch, "step_s": statistics.median(times), "peak_mem_gib": peak_gib, "flops": flops}
 
 
 def fits(runner: StepRunner, batch: int) -> bool:
