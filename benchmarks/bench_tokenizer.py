@@ -1,7 +1,7 @@
 """Tokenizer benchmark: paper-preset training step and demo-preset encode/decode, cheap vs redundant path.
 
     python benchmarks/bench_tokenizer.py [--repeats 2] [--threads N] [--skip-paper] [--skip-demo]
-        [--skip-efficiency] [--efficiency-size 128] [--device cpu] [--bf16]
+        [--skip-efficiency] [--efficiency-size 128] [--device cpu] [--bf16] [--profile]
 
 * Paper preset (TokenizerConfig defaults: 180 M parameters without quantizers), batch 1, one
   (1, 3, 17, 256, 256) clip on the CPU: a stage-1 step (encode, decode to 8192-way logits,
@@ -170,7 +170,7 @@ def _clock(fn, device: str) -> float:
     return time.process_time() - start
 
 
-def run_efficiency(size: int, repeats: int, device: str, bf16: bool) -> None:
+def run_efficiency(size: int, repeats: int, device: str, bf16: bool, profile: bool = False) -> None:
     """Stage-1 step FLOPs, achieved FLOP/s and its share of the measured matmul peak."""
     torch.manual_seed(0)
     grid = size // 8
@@ -193,11 +193,20 @@ def run_efficiency(size: int, repeats: int, device: str, bf16: bool) -> None:
     print(f"\nstage-1 step efficiency: paper architecture on 17x{size}x{size} clips, batch 1, {device}, "
           f"{'bf16 autocast' if bf16 else 'fp32'}, {torch.get_num_threads()} threads")
     print(f"command: python benchmarks/bench_tokenizer.py --skip-paper --skip-demo --efficiency-size {size} "
-          f"--repeats {repeats} --threads {torch.get_num_threads()}{' --bf16' if bf16 else ''}")
+          f"--repeats {repeats} --threads {torch.get_num_threads()}{' --bf16' if bf16 else ''}{' --profile' if profile else ''}")
     print(f"{'step GFLOP':>11} {'best s':>8} {'median s':>9} {'achieved GFLOP/s':>17} {'matmul GFLOP/s':>15} "
           f"{'share of peak':>14}")
     print(f"{flops / 1e9:11.1f} {min(times):8.2f} {sorted(times)[len(times) // 2]:9.2f} {achieved / 1e9:17.1f} "
           f"{peak / 1e9:15.1f} {achieved / peak:13.0%}")
+    if profile:  # where the time that is not matmul goes
+        from torch.profiler import profile as torch_profile
+
+        with torch_profile() as prof:
+            step()
+        events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+        total = sum(e.self_cpu_time_total for e in events)
+        print("share of the step's CPU time by op: " + ", ".join(
+            f"{e.key} {e.self_cpu_time_total / total:.0%}" for e in events[:8]))
 
 
 def _timed(fn) -> float:
@@ -216,6 +225,7 @@ def main() -> None:
     parser.add_argument("--efficiency-size", type=int, default=128, help="clip side of the efficiency run (256: paper)")
     parser.add_argument("--device", default="cpu", help="device of the efficiency run")
     parser.add_argument("--bf16", action="store_true", help="efficiency run under bf16 autocast")
+    parser.add_argument("--profile", action="store_true", help="efficiency run: also the top ops by CPU time")
     parser.add_argument("--worker", choices=("cheap", "redundant"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:
@@ -228,7 +238,7 @@ def main() -> None:
     if not args.skip_demo:
         run_demo(args.repeats)
     if not args.skip_efficiency:
-        run_efficiency(args.efficiency_size, max(args.repeats, 2), args.device, args.bf16)
+        run_efficiency(args.efficiency_size, max(args.repeats, 2), args.device, args.bf16, args.profile)
 
 
 if __name__ == "__main__":
