@@ -1,12 +1,23 @@
-"""Data-loading benchmark: a 17-frame clip from a long vs a short video, against whole-video decoding.
+"""Clip-loading benchmark: one 17-frame training/eval clip against the decode-everything baseline.
 
-    python benchmarks/bench_data.py [--repeats 5]
+    python benchmarks/bench_data.py [--repeats 9] [--threads 1]
 
-Writes 256x256 H.264 mp4 files (300 frames with a key frame every 25 frames, 300 frames with
-x264's default key-frame interval of 250, and 30 frames) to a temporary folder, then times, per
-reader, a centred 17-frame clip (eval), a random-start clip (train), and the naive baseline that
-decodes every frame and keeps 17 (what the original did with decord ``get_batch(arange(len))``).
-Each timing opens the file afresh, as the dataset does per item. Best-of-N milliseconds per clip.
+Writes a 7 s, 25 fps, 320x240 video (the size of UCF-101's clips) with PyAV twice, as MPEG-4 part 2
+avi (what UCF-101 ships) and as H.264 mp4 (x264's default key-frame interval of 250, so one key
+frame), to a temporary folder. Per reader and mode it times, opening the file afresh each time as
+the dataset does per item:
+
+* baseline: decode every frame of the video, keep the clip's 17, then the float transform this
+  project used before (uint8 -> float32 per clip, antialiased bilinear resize in float, normalise;
+  kept below as ``reference_transform``). The original decoded every frame with decord
+  ``get_batch(arange(len))`` too;
+* ours: decode only the clip's frames (`sweettok.data.video_reader`) and `VideoTransform` (resize in
+  uint8, one batched op, one float copy).
+
+Modes: eval = centred clip, centre crop; train = random start, random crop and flip. Both resize
+modes (crop, squash) at resolution 256. Median of N milliseconds per clip (train clips start at
+random frames, so the cost varies from clip to clip and a best-of would pick the luckiest start);
+the ratio column is baseline / ours.
 """
 
 from __future__ import annotations
@@ -19,88 +30,102 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from einops import rearrange
 
 from sweettok.data import video_reader
 from sweettok.data.sampling import plan_clip
-from sweettok.data.video_reader import PyAVReader, open_video
+from sweettok.data.transforms import VideoTransform
+from sweettok.data.video_reader import open_video
 from sweettok.data.video_writer import write_video
 
-SIZE, CLIP = 256, 17
+WIDTH, HEIGHT, FPS, SECONDS, CLIP, RESOLUTION = 320, 240, 25, 7, 17, 256
 
 
 def moving_frames(num_frames: int) -> np.ndarray:
     """Smooth moving gradients plus a moving square: realistic motion for a video codec."""
-    ys, xs = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
-    frames = np.empty((num_frames, SIZE, SIZE, 3), np.uint8)
+    ys, xs = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float32)
+    frames = np.empty((num_frames, HEIGHT, WIDTH, 3), np.uint8)
     for t in range(num_frames):
         r = 128 + 100 * np.sin((xs + 3 * t) / 23)
         g = 128 + 100 * np.cos((ys - 2 * t) / 31)
         b = 128 + 60 * np.sin((xs + ys + t) / 17)
         frame = np.stack([r, g, b], -1)
-        x0 = (7 * t) % (SIZE - 40)
+        x0 = (7 * t) % (WIDTH - 40)
         frame[60:100, x0 : x0 + 40] = 255
         frames[t] = frame.clip(0, 255)
     return frames
 
 
+def reference_transform(frames: torch.Tensor, transform: VideoTransform, generator: torch.Generator) -> torch.Tensor:
+    """The float transform used before (same random draws as `VideoTransform`): the baseline's compute."""
+    x = rearrange(frames, "t h w c -> t c h w").float()  # (T, 3, H, W)
+    if transform.resize_mode == "crop":
+        top, left, side = transform.crop_box(*x.shape[-2:], generator)
+        x = x[..., top : top + side, left : left + side]
+    x = F.interpolate(x, size=(RESOLUTION, RESOLUTION), mode="bilinear", align_corners=False, antialias=True)
+    x = x.clamp_(0.0, 255.0)
+    if transform.random_flip and bool(torch.rand((), generator=generator) < 0.5):
+        x = x.flip(-1)
+    x = (x / 255.0 - transform.mean) / transform.std
+    return rearrange(x, "t c h w -> c t h w").contiguous()
+
+
 def median_ms(fn, repeats: int) -> float:
-    fn()  # warm-up (page cache, codec init)
+    """Median of ``repeats`` runs after one warm-up (page cache, codec init), in milliseconds."""
+    fn()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return 1000 * min(times)  # best of N: the machine is shared, the minimum is the least disturbed
+    return 1000 * statistics.median(times)
 
 
-def clip_reader(path: Path, backend: str, train: bool, rng: random.Random):
-    def run():
+def loader(path: Path, backend: str, train: bool, resize_mode: str, baseline: bool):
+    """One clip load (open, decode, transform) as a closure, ours or the baseline."""
+    transform = VideoTransform(RESOLUTION, resize_mode, random_crop=train, random_flip=train)
+    rng, generator = random.Random(0), torch.Generator().manual_seed(0)
+
+    def run() -> torch.Tensor:
         with open_video(path, backend) as reader:
             plan = plan_clip(reader.num_frames, CLIP, 1.0, train, rng=rng)
-            reader.get_frames(plan.indices)
+            if baseline:
+                frames = torch.from_numpy(reader.get_frames(range(reader.num_frames))[plan.indices])
+                return reference_transform(frames, transform, generator)
+            frames = torch.from_numpy(reader.get_frames(plan.indices))
+        return transform(frames, generator)
+
     return run
-
-
-def whole_video(path: Path, backend: str):
-    def run():
-        with open_video(path, backend) as reader:
-            frames = reader.get_frames(range(reader.num_frames))
-            frames[reader.num_frames // 2 - CLIP // 2 :][:CLIP].copy()
-    return run
-
-
-def pyav_frames_decoded(path: Path, train: bool, rng: random.Random) -> float:
-    counts = []
-    for _ in range(5):
-        with PyAVReader(path) as reader:
-            reader.get_frames(plan_clip(reader.num_frames, CLIP, 1.0, train, rng=rng).indices)
-            counts.append(reader.frames_decoded)
-    return statistics.mean(counts)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="clip reading benchmark")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (a DataLoader worker uses 1)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     backends = ["pyav"] + (["decord"] if video_reader.HAVE_DECORD else [])
+    frames = moving_frames(FPS * SECONDS)
     with tempfile.TemporaryDirectory() as tmp:
         videos = {
-            "300 fr, key every 25": write_video(Path(tmp, "long_g25.mp4"), moving_frames(300), 25, options={"g": "25"}),
-            "300 fr, x264 default keys": write_video(Path(tmp, "long_default.mp4"), moving_frames(300), 25),
-            "30 fr": write_video(Path(tmp, "short.mp4"), moving_frames(30), 25, options={"g": "25"}),
+            "avi mpeg4": write_video(Path(tmp, "clip.avi"), frames, FPS),
+            "mp4 h264": write_video(Path(tmp, "clip.mp4"), frames, FPS),
         }
-        print(f"17-frame clips from 256x256 H.264 mp4, best of {args.repeats} (ms per clip, file opened each time)")
-        print(f"{'video':<28}{'reader':<8}{'eval (centre)':>15}{'train (random)':>16}{'whole video':>13}{'pyav frames decoded':>22}")
+        print(f"one {CLIP}-frame clip -> (3, {CLIP}, {RESOLUTION}, {RESOLUTION}) float32 from a {SECONDS} s {WIDTH}x{HEIGHT} "
+              f"{FPS} fps video, median of {args.repeats}, ms per clip, {args.threads} torch thread(s)")
+        print(f"command: python benchmarks/bench_data.py --repeats {args.repeats} --threads {args.threads}")
+        print(f"{'video':<11}{'reader':<8}{'mode':<7}{'resize':<8}{'baseline (all frames)':>22}{'ours':>8}{'ratio':>8}")
         for name, path in videos.items():
             for backend in backends:
-                rng = random.Random(0)
-                centre = median_ms(clip_reader(path, backend, False, rng), args.repeats)
-                rand = median_ms(clip_reader(path, backend, True, rng), args.repeats)
-                whole = median_ms(whole_video(path, backend), max(2, args.repeats // 2))
-                decoded = ""
-                if backend == "pyav":
-                    decoded = f"{pyav_frames_decoded(path, False, rng):.0f} / {pyav_frames_decoded(path, True, rng):.0f}"
-                print(f"{name:<28}{backend:<8}{centre:>15.1f}{rand:>16.1f}{whole:>13.1f}{decoded:>22}")
+                for train in (False, True):
+                    for resize_mode in ("crop", "squash"):
+                        base = median_ms(loader(path, backend, train, resize_mode, True), max(3, args.repeats // 2))
+                        ours = median_ms(loader(path, backend, train, resize_mode, False), args.repeats)
+                        mode = "train" if train else "eval"
+                        print(f"{name:<11}{backend:<8}{mode:<7}{resize_mode:<8}{base:>22.1f}{ours:>8.1f}"
+                              f"{base / ours:>7.1f}x", flush=True)
 
 
 if __name__ == "__main__":

@@ -212,6 +212,7 @@ class LossesConfig:
     lecam_weight: float = 0.001  # applied (the original configured it but left it commented out)
     lecam_decay: float = 0.999
     label_smoothing: float = 0.1  # generator
+    cross_entropy_chunk_rows: int = 0  # stage 1: CE over the 8192-way logits in chunks of N rows, recomputed in backward (0: one piece)
 
 
 # ----------------------------------------------------------------------------- data
@@ -290,6 +291,11 @@ class TrainingConfig:
     static_curriculum_steps: int = 0  # stage 1: train on static clips for the first N steps
     eval_num_clips: int = 64  # in-training eval: fixed, evenly spaced subset of the eval split (0 = all)
     eval_fvd: bool = False  # in-training eval also computes rFVD (I3D; slow on CPU)
+    # Speed / memory options (sweettok/training/performance.py); bf16 autocast is mixed_precision=bf16.
+    activation_checkpointing: bool = False  # recompute each transformer layer in backward (less memory)
+    compile: bool = False  # torch.compile the trainable models (nn.Module.compile, in place)
+    compile_backend: str = "inductor"
+    compile_mode: str = "default"  # default | reduce-overhead | max-autotune | max-autotune-no-cudagraphs
 
 
 @dataclass

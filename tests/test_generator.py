@@ -171,3 +171,45 @@ def test_paper_preset_parameter_count_on_meta():
     # minGPT with biases, untied head: the original's 752,646,144 used vocab 21737 (7 unused ids).
     expected = cfg.depth * (12 * d * d + 13 * d) + 2 * vocab * d + block * d + 2 * d
     assert sum(p.numel() for p in model.parameters()) == expected == 752_646_144 - 7 * 2 * d
+
+
+def two_pass_cfg(model, classes, cfg_scale, seed):
+    """Reference CFG: conditional and unconditional rows in separate forwards with separate caches."""
+    from sweettok.models.sampling import guidance_scale, pick_tokens
+
+    gen = torch.Generator().manual_seed(seed)
+    caches = model.new_cache(), model.new_cache()
+    inputs = model.vocab.class_token(classes), model.vocab.class_token(torch.full_like(classes, model.null_class))
+    z = torch.empty(len(classes), model.block_size, dtype=torch.long)
+    with torch.no_grad():
+        for pos, (lo, hi) in enumerate(model.vocab.position_ranges.tolist()):
+            cond, uncond = (model.forward_step(inputs[i], caches[i], pos, code_range=(lo, hi)) for i in (0, 1))
+            if hi - lo == 1:
+                chosen = torch.full((len(classes),), lo)
+            else:
+                s = guidance_scale(cfg_scale, "constant", pos, model.block_size)
+                chosen = pick_tokens((1 + s) * cond - s * uncond, 1.0, 0, 0.9, gen) + lo
+            z[:, pos] = chosen
+            inputs = chosen, chosen
+    return z
+
+
+@pytest.mark.parametrize("batch", [1, 3])  # 2 rows: the CPU step kernel (W @ x.T); 6 rows: F.linear
+def test_batched_cfg_gives_the_two_pass_tokens(batch):
+    model = tiny_model(seed=9)
+    classes = torch.arange(batch) % 2
+    for seed in range(3):
+        batched = sample_sequence(model, classes, temperature=1.0, top_p=0.9, cfg_scale=1.5,
+                                  generator=torch.Generator().manual_seed(seed))
+        assert torch.equal(batched, two_pass_cfg(model, classes, 1.5, seed))
+
+
+def test_step_linear_matches_linear():
+    from sweettok.models.generator import step_linear
+
+    g = torch.Generator().manual_seed(0)
+    x, weight, bias = torch.randn(2, 48, generator=g), torch.randn(96, 48, generator=g), torch.randn(96, generator=g)
+    with torch.no_grad():
+        torch.testing.assert_close(step_linear(x, weight, bias), F.linear(x, weight, bias))
+        torch.testing.assert_close(step_linear(x, weight), F.linear(x, weight))
+    assert step_linear(x.requires_grad_(), weight, bias).requires_grad  # training keeps F.linear's graph

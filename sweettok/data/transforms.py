@@ -6,6 +6,12 @@ pixels, then resize that square", which gives the same picture while resizing fe
 ``squash`` mode reproduces the original: every frame resized straight to ``resolution``²
 ignoring the aspect ratio. Resizing is bilinear with antialiasing (a convex filter, so values
 stay in [0, 255]). Normalisation: ``(x / 255 - mean) / std`` (defaults give [-0.5, 0.5]).
+
+The hot path stays in uint8 and runs once over the whole clip: the crop is a view, the resize is
+one batched ``F.interpolate`` on the (T, 3, H, W) channels-last uint8 view of the decoded frames
+(torch's vectorised uint8 kernel: fixed-point weights, result rounded to a level, within one level
+of the float filter), the flip runs on uint8, and a single copy converts to float32 in the output
+(C, T, H, W) layout before the in-place normalisation. Frames of another dtype take the float path.
 """
 
 from __future__ import annotations
@@ -56,7 +62,9 @@ class VideoTransform:
         """Apply crop/resize, flip and normalisation; returns float32 (C, T, H, W)."""
         if frames.ndim != 4 or frames.shape[-1] != 3:
             raise ValueError(f"expected frames (T, H, W, 3), got shape {tuple(frames.shape)}")
-        x = rearrange(frames, "t h w c -> t c h w").float()  # (T, 3, H, W)
+        x = rearrange(frames, "t h w c -> t c h w")  # (T, 3, H, W), a channels-last view
+        if x.dtype != torch.uint8:
+            x = x.float()
         height, width = x.shape[-2:]
         if self.resize_mode == "crop":
             top, left, side = self.crop_box(height, width, generator)
@@ -64,8 +72,10 @@ class VideoTransform:
         size = (self.resolution, self.resolution)
         if tuple(x.shape[-2:]) != size:
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
-            x = x.clamp_(0.0, 255.0)  # float rounding only; the filter itself is convex
+            if x.is_floating_point():
+                x = x.clamp_(0.0, 255.0)  # float rounding only; the filter itself is convex
         if self.random_flip and bool(torch.rand((), generator=generator) < 0.5):
             x = x.flip(-1)
-        x = (x / 255.0 - self.mean) / self.std
-        return rearrange(x, "t c h w -> c t h w").contiguous()  # (3, T, res, res)
+        out = torch.empty((x.shape[1], x.shape[0], *x.shape[2:]), dtype=torch.float32, device=x.device)  # (3, T, res, res)
+        out.copy_(rearrange(x, "t c h w -> c t h w"))  # one pass: dtype and layout
+        return out.div_(255.0).sub_(self.mean).div_(self.std)

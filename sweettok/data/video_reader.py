@@ -98,6 +98,8 @@ class DecordReader(VideoReader):
             self._pyav = PyAVReader(self.path)
             return self._pyav.get_frames(wanted)
         self.frames_decoded += len(unique)
+        if wanted == unique:  # the usual clip: increasing indices, no repeats; no second copy
+            return batch
         position = {index: row for row, index in enumerate(unique)}
         return batch[[position[i] for i in wanted]]
 

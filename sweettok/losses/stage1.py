@@ -4,6 +4,10 @@
 
 The mean runs over every position of the proxy grid (5x32x32 for the paper's clips); no label
 smoothing and no pixel loss, as the original (``ReconstructionLoss_Stage1``).
+
+``cross_entropy_chunk_rows`` > 0 computes the CE over chunks of that many logit rows (a paper clip
+has 5,120 rows of 8,192), each chunk's fp32 log-softmax recomputed in backward instead of stored:
+the same mean (up to float summation order) without the two fp32 (rows, 8192) buffers per clip.
 """
 
 from __future__ import annotations
@@ -12,7 +16,9 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from sweettok.config import LossesConfig
 
@@ -23,6 +29,9 @@ class Stage1Loss(nn.Module):
     def __init__(self, cfg: LossesConfig):
         super().__init__()
         self.quantizer_weight = cfg.quantizer_weight
+        if cfg.cross_entropy_chunk_rows < 0:
+            raise ValueError(f"losses.cross_entropy_chunk_rows must be >= 0, got {cfg.cross_entropy_chunk_rows}")
+        self.chunk_rows = cfg.cross_entropy_chunk_rows
 
     def forward(
         self,
@@ -41,7 +50,10 @@ class Stage1Loss(nn.Module):
         # CE in fp32: the logits may come out of autocast as bf16/fp16, whose log-softmax over
         # 8192 classes loses precision
         with torch.autocast(device_type=logits.device.type, enabled=False):
-            ce_loss = F.cross_entropy(logits.float(), proxy_codes.long())
+            if self.chunk_rows:
+                ce_loss = chunked_cross_entropy(logits, proxy_codes, self.chunk_rows)
+            else:
+                ce_loss = F.cross_entropy(logits.float(), proxy_codes.long())
         if quantizer_loss is None:
             quantizer_loss = torch.zeros((), device=logits.device)
         quantizer_loss = quantizer_loss.float()
@@ -55,3 +67,21 @@ class Stage1Loss(nn.Module):
             "total_loss": total.detach(),
         }
         return total, logs
+
+
+def _summed_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits.float(), target, reduction="sum")
+
+
+def chunked_cross_entropy(logits: torch.Tensor, target: torch.Tensor, chunk_rows: int) -> torch.Tensor:
+    """Mean CE of logits (B, K, *grid) against target (B, *grid), ``chunk_rows`` rows at a time."""
+    rows = rearrange(logits, "b k ... -> (b ...) k")  # (N, K), one copy in the logits' dtype
+    flat = target.reshape(-1).long()
+    total = logits.new_zeros((), dtype=torch.float32)
+    for start in range(0, rows.shape[0], chunk_rows):
+        piece, piece_target = rows[start : start + chunk_rows], flat[start : start + chunk_rows]
+        if torch.is_grad_enabled() and piece.requires_grad:
+            total = total + checkpoint(_summed_cross_entropy, piece, piece_target, use_reentrant=False)
+        else:
+            total = total + _summed_cross_entropy(piece, piece_target)
+    return total / flat.numel()

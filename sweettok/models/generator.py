@@ -49,6 +49,23 @@ class KVCache:
         return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
 
 
+# Rows up to which a CPU decoding step computes ``W @ x.T`` instead of ``x @ W.T``: for 2-4 rows
+# (CFG at batch 1-2) MKL's sgemm repacks the weight on every call and costs about twice a
+# one-row gemv; the transposed product streams the weight about once, as a gemv does (measured
+# with benchmarks/bench_generator.py). It loses on weights wider than tall (the MLP's down-projection).
+STEP_ROWS = 4
+
+
+def step_linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``F.linear(x, weight, bias)`` for the (R, in) rows of one inference decoding step."""
+    rows, width = x.shape
+    if not (1 < rows <= STEP_ROWS and x.device.type == "cpu" and not torch.is_grad_enabled()
+            and weight.shape[0] >= width and x.dtype == weight.dtype == torch.float32):
+        return F.linear(x, weight, bias)
+    out = torch.mm(weight, x.T) if bias is None else torch.addmm(bias[:, None], weight, x.T)  # (out, R)
+    return out.T
+
+
 class CausalSelfAttention(nn.Module):
     """Multi-head causal self-attention through SDPA, with an optional KV cache."""
 
@@ -72,6 +89,14 @@ class CausalSelfAttention(nn.Module):
         y = F.scaled_dot_product_attention(q, k, v, is_causal=causal, dropout_p=self.dropout if self.training else 0.0)
         return self.proj_dropout(self.proj(rearrange(y, "b h t d -> b t (h d)")))
 
+    def step(self, x: torch.Tensor, cache: KVCache, layer: int, pos: int) -> torch.Tensor:
+        """One inference token per row: x (R, D) at ``pos`` -> (R, D), through the cache."""
+        qkv = step_linear(x, self.qkv.weight, self.qkv.bias)
+        q, k, v = rearrange(qkv, "b (three h d) -> three b h 1 d", three=3, h=self.heads)  # (R, h, 1, d)
+        k, v = cache.update(layer, k, v, pos)
+        y = F.scaled_dot_product_attention(q, k, v)  # one query sees the whole cache
+        return step_linear(rearrange(y, "b h 1 d -> b (h d)"), self.proj.weight, self.proj.bias)
+
 
 class Block(nn.Module):
     """Pre-LN transformer block: x + attn(ln(x)), x + mlp(ln(x))."""
@@ -87,6 +112,12 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor, cache: Optional[KVCache] = None, layer: int = 0, pos: int = 0) -> torch.Tensor:
         x = x + self.attn(self.ln1(x), cache, layer, pos)
         return x + self.mlp(self.ln2(x))
+
+    def step(self, x: torch.Tensor, cache: KVCache, layer: int, pos: int) -> torch.Tensor:
+        """`forward` of one inference token per row: x (R, D) -> (R, D)."""
+        x = x + self.attn.step(self.ln1(x), cache, layer, pos)
+        fc1, gelu, fc2 = self.mlp[0], self.mlp[1], self.mlp[2]
+        return x + step_linear(gelu(step_linear(self.ln2(x), fc1.weight, fc1.bias)), fc2.weight, fc2.bias)
 
 
 class ClassConditionalGPT(nn.Module):
@@ -163,14 +194,18 @@ class ClassConditionalGPT(nn.Module):
         """
         if not 0 <= pos < self.block_size:
             raise ValueError(f"position {pos} outside the block [0, {self.block_size})")
-        x = self.token_embedding(tokens.long()[:, None]) + self.position_embedding[:, pos:pos + 1]  # (B, 1, D)
-        for layer, block in enumerate(self.blocks):
-            x = block(x, cache, layer, pos)
-        x = self.final_norm(x)[:, 0]  # (B, D)
-        if code_range is None:
-            return self.head(x)
-        lo, hi = code_range
-        return F.linear(x, self.head.weight[lo:hi])
+        x = self.token_embedding(tokens.long()) + self.position_embedding[0, pos]  # (B, D)
+        if self.training:  # dropout layers: the general path
+            x = x[:, None]
+            for layer, block in enumerate(self.blocks):
+                x = block(x, cache, layer, pos)
+            x = x[:, 0]
+        else:
+            for layer, block in enumerate(self.blocks):
+                x = block.step(x, cache, layer, pos)
+        x = self.final_norm(x)  # (B, D)
+        lo, hi = code_range if code_range is not None else (0, self.head.out_features)
+        return step_linear(x, self.head.weight[lo:hi])
 
     # ------------------------------------------------------------------ training
 

@@ -21,8 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Sequence, Union
 
+import torch
 from einops import rearrange
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from sweettok.models.attention import Attention, GainLayerNorm, WindowAttention
 from sweettok.models.blocks import PEG, FeedForward
@@ -111,6 +113,8 @@ class Transformer(nn.Module):
         self.spec = spec
         self.layers = nn.ModuleList(TransformerLayer(kind, spec) for kind in spec.block)
         self.norm_out = GainLayerNorm(spec.dim)
+        # Recompute each layer in backward instead of storing its activations (training.activation_checkpointing).
+        self.activation_checkpointing = False
 
     def forward(
         self,
@@ -152,7 +156,11 @@ class Transformer(nn.Module):
         inter = []
         for i, layer in enumerate(self.layers):
             layer_context = context[i] if multi_cross else context
-            x = layer(x, video_shape, layer_context if layer.has_cross_attention else None)
+            layer_context = layer_context if layer.has_cross_attention else None
+            if self.activation_checkpointing and self.training and torch.is_grad_enabled():
+                x = checkpoint(layer, x, video_shape, layer_context, use_reentrant=False)
+            else:
+                x = layer(x, video_shape, layer_context)
             if i in external:
                 k = external[i]
                 x = self._run_temporal(x, video_shape, temporal_layers[k], temporal_contexts[k])

@@ -31,6 +31,7 @@ from sweettok.training.checkpoint import (
 from sweettok.training.data import DataReport
 from sweettok.training.ema import EMA
 from sweettok.training.logs import flatten, new_run_id, setup_logging, tracker_init_kwargs
+from sweettok.training.performance import apply_training_options
 from sweettok.training.resume_config import check_resume_config
 from sweettok.training.run_folder import OutputFolderBusyError, RunLock, claim_output_folder
 from sweettok.training.task import NonFiniteLossError, Task
@@ -135,6 +136,8 @@ class Trainer:
         trainable = [n for n, m in task.models.items() if any(p.requires_grad for p in m.parameters())]
         for name in set(task.models) - set(trainable):
             task.models[name].to(acc.device)
+        for name in trainable:  # activation checkpointing, torch.compile (training.*; off by default)
+            apply_training_options(task.models[name], self.cfg.training)
         groups = [(task.models, trainable), (task.optimizers, list(task.optimizers)),
                   (task.schedulers, list(task.schedulers))]
         objects = [d[k] for d, keys in groups for k in keys] + [task.train_dataloader]
