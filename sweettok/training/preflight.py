@@ -20,19 +20,9 @@ from sweettok.data.lists import DatasetError
 from sweettok.data.video_dataset import VideoDataset
 from sweettok.priors.prior import load_prior
 from sweettok.training.registry import TASKS
-from sweettok.training.stage1 import STAGE0_HINT
+from sweettok.training.stage1 import check_proxy_weights
 
 logger = logging.getLogger(__name__)
-
-
-def check_proxy(cfg: DictConfig) -> None:
-    """``model.proxy.weights`` is set and exists (stages 1 and 2 need the frozen proxy)."""
-    path = cfg.model.proxy.weights
-    if not path:
-        raise ConfigError(f"model.proxy.weights is empty: stage {cfg.experiment.train_stage} needs the proxy "
-                          f"tokenizer; {STAGE0_HINT}, then pass model.proxy.weights=<export folder or file>")
-    if not Path(path).exists():
-        raise FileNotFoundError(f"model.proxy.weights: {path} not found (relative to {Path.cwd()}); {STAGE0_HINT}")
 
 
 def check_init_weight(cfg: DictConfig) -> None:
@@ -79,7 +69,7 @@ def check_stage0(cfg: DictConfig) -> None:
 
 def check_stage1(cfg: DictConfig) -> None:
     """Stage 1: the proxy, the MLC priors, the optional spatial pre-training file, the videos."""
-    check_proxy(cfg)
+    check_proxy_weights(cfg)
     check_priors(cfg)
     if cfg.model.spatial_pretrain and not Path(cfg.model.spatial_pretrain).is_file():
         raise FileNotFoundError(f"model.spatial_pretrain: {cfg.model.spatial_pretrain} not found (relative to {Path.cwd()})")
@@ -89,7 +79,7 @@ def check_stage1(cfg: DictConfig) -> None:
 def check_stage2(cfg: DictConfig) -> None:
     """Stage 2: the stage-1 export, the proxy (pixel decoder), the MLC priors, the videos."""
     check_init_weight(cfg)
-    check_proxy(cfg)
+    check_proxy_weights(cfg)
     check_priors(cfg)
     check_videos(cfg)
 

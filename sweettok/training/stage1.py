@@ -44,14 +44,20 @@ STAGE0_HINT = ("train one with stage 0 (`bash run_train_proxy.sh`, which writes 
                "or download the OmniTokenizer VQ checkpoint imagenet_ucf.ckpt (see checkpoints/README)")
 
 
-def load_frozen_proxy(cfg, with_encoder: bool = True) -> ProxyTokenizer:
-    """The proxy named by ``model.proxy.weights``, frozen; a clear error when it is not set or missing."""
+def check_proxy_weights(cfg) -> str:
+    """``model.proxy.weights``, checked to be set and to exist (stages 1 and 2 need the frozen proxy)."""
     path = cfg.model.proxy.weights
     if not path:
         raise ConfigError(f"model.proxy.weights is empty: stage {cfg.experiment.train_stage} needs the proxy "
                           f"tokenizer; {STAGE0_HINT}, then pass model.proxy.weights=<export folder or file>")
     if not Path(path).exists():
         raise FileNotFoundError(f"model.proxy.weights: {path} not found (relative to {Path.cwd()}); {STAGE0_HINT}")
+    return path
+
+
+def load_frozen_proxy(cfg, with_encoder: bool = True) -> ProxyTokenizer:
+    """The proxy named by ``model.proxy.weights``, frozen; a clear error when it is not set or missing."""
+    path = check_proxy_weights(cfg)
     return load_proxy_checkpoint(path, to_dataclass(cfg.model.proxy), with_encoder=with_encoder, freeze=True)
 
 
