@@ -82,6 +82,7 @@ class ProxyConfig:
     codebook_decay: float = 0.99  # EMA decay of cluster sizes and sums
     codebook_data_init: bool = True  # first training batch initialises the codes (never after loading)
     dead_code_threshold: float = 0.0  # restart codes whose EMA cluster size is below this; 0 = off (published)
+    patch_input_norm: bool = True  # LayerNorm over each raw pixel patch (published); it hides a flat patch's colour
 
 
 @dataclass
@@ -139,6 +140,7 @@ class TokenizerConfig:
     # PEG reshape inside the encoder's temporal stack: "original" reproduces the quirk the published
     # SweetTok weights were trained with (loading them forces it); "correct" for training from scratch.
     peg_layout: str = "correct"
+    patch_input_norm: bool = True  # LayerNorm over each raw pixel patch (published); it hides a flat patch's colour
     spatial_quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
     temporal_quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
 

@@ -191,6 +191,20 @@ def test_identical_reconstructions_give_psnr_inf_ssim_one_fvd_zero():
     assert load_script().json_safe({"psnr": math.inf, "x": [math.nan]}) == {"psnr": "inf", "x": ["nan"]}
 
 
+def test_baseline_psnr_is_the_clip_as_its_background_colour():
+    video = torch.full((2, 3, 5, 16, 16), -0.3)
+    video[1] = 0.1
+    video[:, :, :, 4:8, 4:8] = 0.4  # a 4x4 square on a flat background (1/16 of the pixels)
+    baseline = recon.background_baseline(video)
+    assert torch.allclose(baseline[0, :, 0, 0, 0], torch.tensor(-0.3))  # the median is the background
+    metrics = recon.ReconstructionMetrics({"a": 4}, {"a": slice(0, 1)})
+    metrics.update(video, video.clone() * 0.9, torch.zeros(2, 1, dtype=torch.long), torch.arange(2))
+    result = metrics.compute()
+    expected = [10 * math.log10(1 / ((0.4 - bg) ** 2 / 16)) for bg in (-0.3, 0.1)]
+    assert result["baseline_psnr"] == pytest.approx(sum(expected) / 2, abs=1e-6)
+    assert result["psnr"] != result["baseline_psnr"]
+
+
 def test_exact_frames_are_counted_not_averaged():
     per_frame = torch.tensor([20.0, math.inf, 30.0], dtype=torch.float64)
     assert recon.summarise_psnr(per_frame) == {"psnr": 25.0, "psnr_exact_frames": 1}

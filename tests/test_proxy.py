@@ -118,3 +118,20 @@ def test_bf16_autocast_on_cpu():
         assert torch.equal(model.codebook.lookup(z), ref_codes)  # bf16 distances would flip ~1.5% of codes
     assert out["reconstruction"].dtype == torch.bfloat16 and torch.isfinite(out["reconstruction"].float()).all()
 
+
+
+def test_patch_input_norm_hides_a_flat_patch_brightness_unless_off():
+    """Published layout: LayerNorm over each raw patch maps every flat grey patch to the same token."""
+    from sweettok.models.patch_embed import CausalPatchEmbed
+
+    dark, light = torch.full((1, 3, 5, 8, 8), -0.4), torch.full((1, 3, 5, 8, 8), -0.2)
+    for input_norm, same in ((True, True), (False, False)):
+        torch.manual_seed(0)
+        embed = CausalPatchEmbed(16, 8, 4, input_norm=input_norm)
+        torch.nn.init.normal_(embed.tubes.proj.bias)  # a trained bias: the output LayerNorm is no longer scale-blind
+        torch.nn.init.normal_(embed.first_frame.proj.bias)
+        with torch.no_grad():
+            a, b = embed(dark), embed(light)
+        assert torch.allclose(a, b, atol=1e-4) == same, input_norm
+    model = ProxyTokenizer(demo_cfg(patch_input_norm=False))
+    assert not any("norm_in" in key for key in model.state_dict())  # no dead weights in the export

@@ -22,11 +22,15 @@ def latent_frames(num_frames: int, temporal_patch_size: int) -> int:
 
 
 class PatchProjection(nn.Module):
-    """LayerNorm(patch) → Linear(patch → D) → LayerNorm(D)."""
+    """LayerNorm(patch) → Linear(patch → D) → LayerNorm(D); ``input_norm=False`` drops the first norm.
 
-    def __init__(self, patch_dim: int, dim: int) -> None:
+    The first LayerNorm (published layout) removes each raw patch's mean and contrast: a flat grey
+    patch becomes zeros (or amplified codec noise), so its brightness reaches no later layer.
+    """
+
+    def __init__(self, patch_dim: int, dim: int, input_norm: bool = True) -> None:
         super().__init__()
-        self.norm_in = nn.LayerNorm(patch_dim)
+        self.norm_in = nn.LayerNorm(patch_dim) if input_norm else nn.Identity()
         self.proj = nn.Linear(patch_dim, dim)
         self.norm_out = nn.LayerNorm(dim)
 
@@ -37,11 +41,12 @@ class PatchProjection(nn.Module):
 class CausalPatchEmbed(nn.Module):
     """Video (B, C, T, H, W) → tokens (B, T', H/p, W/p, D); first frame alone, then t-frame tubes."""
 
-    def __init__(self, dim: int, patch_size: int, temporal_patch_size: int, in_channels: int = 3) -> None:
+    def __init__(self, dim: int, patch_size: int, temporal_patch_size: int, in_channels: int = 3,
+                 input_norm: bool = True) -> None:
         super().__init__()
         self.patch_size, self.temporal_patch_size, self.in_channels = patch_size, temporal_patch_size, in_channels
-        self.first_frame = PatchProjection(in_channels * patch_size ** 2, dim)
-        self.tubes = PatchProjection(in_channels * temporal_patch_size * patch_size ** 2, dim)
+        self.first_frame = PatchProjection(in_channels * patch_size ** 2, dim, input_norm)
+        self.tubes = PatchProjection(in_channels * temporal_patch_size * patch_size ** 2, dim, input_norm)
 
     def forward(self, video: Tensor) -> Tensor:
         """video: (B, C, T, H, W) with (T−1) % t == 0 and H, W divisible by p."""

@@ -48,7 +48,8 @@ class ProxyEncoder(nn.Module):
 
     def __init__(self, cfg: ProxyConfig) -> None:
         super().__init__()
-        self.patch_embed = CausalPatchEmbed(cfg.width, cfg.patch_size, cfg.temporal_patch_size, cfg.in_channels)
+        self.patch_embed = CausalPatchEmbed(cfg.width, cfg.patch_size, cfg.temporal_patch_size, cfg.in_channels,
+                                            cfg.patch_input_norm)
         self.spatial = Transformer(_space_spec(cfg, cfg.encoder_block))
         self.temporal = Transformer(_time_spec(cfg, cfg.encoder_temporal_depth))
 
