@@ -17,8 +17,9 @@ from sweettok.eval.report import (
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-SECTIONS = ["## Metrics", "## Training curves", "## Reconstructions", "## Words of a test clip",
-            "## Generated samples", "## Probe", "## Ablations", "## Timings"]
+SECTIONS = ["## Metrics", "## Training curves", "## Reconstructions", "## Words of test clips",
+            "## Token agreement between different clips", "## Generated samples", "## Probe", "## Ablations",
+            "## Timings"]
 
 
 def write_metrics(path: Path, rows: list[dict]) -> None:
@@ -49,7 +50,7 @@ def demo(tmp_path: Path) -> Path:
             {"step": 20, "train/total_loss": 0.5, "train/ce_loss": 1.0},
             {"step": 20, "val/psnr": 18.25},
         ])
-    write_json(root / "eval" / "report.json", {"psnr": 24.125, "ssim": 0.8125, "rfvd": 321.5,
+    write_json(root / "eval" / "report.json", {"psnr": 24.125, "baseline_psnr": 22.875, "ssim": 0.8125, "rfvd": 321.5,
                                                "codebook": {"spatial_first": {"usage": 0.5, "perplexity": 3.0},
                                                             "temporal_second": {"usage": 0.25, "perplexity": 2.0}}})
     write_json(root / "eval_gen" / "gfvd.json", {"fvd": 456.75, "num_generated": 24})
@@ -77,6 +78,7 @@ def test_report_has_every_section_numbers_and_valid_pngs(demo: Path) -> None:
     for number in ("24.125", "0.812", "321.500", "456.750", "0.750", "18.250", "0.875", "0.625", "22.500", "160", "149"):
         assert number in text, number
     assert "| CircleRise | 0.500 |" in text and "0.938" in text
+    assert "| baseline PSNR: each clip as its background colour (per-channel median) | 22.875 |" in text
     assert "| LPIPS | not run |" in text
     assert "| joint queries | - / - | not run |" in text
     links = [line.split("](", 1)[1].rstrip(")") for line in text.splitlines() if line.startswith("![")]

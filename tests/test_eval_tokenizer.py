@@ -37,8 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "eval_tokenizer.py"
 NUM_CLIPS = 12  # one test clip per demo class
 REPORT_KEYS = {"checkpoint", "weights", "reconstruction_path", "num_clips", "num_unique_clips", "num_clips_listed",
-               "rfvd", "psnr", "psnr_exact_frames", "ssim", "lpips", "codebook", "protocol", "num_processes",
-               "batch_size_per_process", "seed", "videos", "seconds"}
+               "rfvd", "psnr", "psnr_exact_frames", "baseline_psnr", "ssim", "lpips", "codebook", "protocol",
+               "num_processes", "batch_size_per_process", "seed", "videos", "seconds"}
 SEGMENTS = {"spatial_first", "spatial_second", "temporal_first", "temporal_second"}
 
 
@@ -144,6 +144,7 @@ def test_end_to_end_report_has_every_key_and_counts_every_clip(assets, tmp_path,
     assert report["weights"] == "export (EMA)" and report["reconstruction_path"] == "pixel_decoder"
     assert isinstance(report["rfvd"], float) and report["rfvd"] > 0  # random weights: far from the inputs
     assert 0 < report["psnr"] < 60 and -1 <= report["ssim"] <= 1
+    assert 10 < report["baseline_psnr"] < 40  # the demo clips as their background colour
     assert isinstance(report["lpips"], float) or report["lpips"].startswith("unavailable: ")
     assert set(report["codebook"]) == SEGMENTS
     for segment in report["codebook"].values():
