@@ -232,6 +232,7 @@ def evaluate(args: argparse.Namespace, accelerator: Accelerator) -> Optional[dic
         "unreadable_files": unreadable,
         "rfvd": result["rfvd"] if extractor is not None else "skipped (--no-fvd)",
         "psnr": result["psnr"], "psnr_exact_frames": result["psnr_exact_frames"], "ssim": result["ssim"],
+        "baseline_psnr": result["baseline_psnr"],  # each clip as its background colour (a floor to beat)
         "lpips": result["lpips"] if lpips_model is not None else unavailable(lpips_note),
         "codebook": result["codebook"],
         "protocol": protocol(cfg, args),

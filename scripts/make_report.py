@@ -25,7 +25,7 @@ from typing import Any, Optional
 
 from sweettok.eval.report import (
     NOT_RUN, frame_picks, group_samples, image_grid, last_value, lookup, markdown_table, plot_curves,
-    read_json, read_run_metrics, read_video_frames, reconstruction_rows, to_uint8, top_words,
+    read_json, read_run_metrics, read_video_frames, reconstruction_rows, to_uint8, token_agreement, top_words,
 )
 
 logger = logging.getLogger("make_report")
@@ -69,6 +69,8 @@ class Report:
         acc = read_json(self.demo / "eval_gen" / "class_accuracy.json")
         rows = [("proxy PSNR (stage 0, val)", last_value(self.metrics["proxy"], "val/psnr"), "proxy/metrics.jsonl"),
                 ("PSNR (dB)", lookup(recon, "psnr"), "eval/report.json"),
+                ("baseline PSNR: each clip as its background colour (per-channel median)", lookup(recon, "baseline_psnr"),
+                 "eval/report.json"),
                 ("SSIM", lookup(recon, "ssim"), "eval/report.json"),
                 ("LPIPS", lookup(recon, "lpips"), "eval/report.json"),
                 ("rFVD", lookup(recon, "rfvd", "fvd"), "eval/report.json")]
@@ -103,25 +105,36 @@ class Report:
         self.add("Training curves", "\n\n".join(lines))
 
     def tokenizer_figures(self) -> None:
-        """Reconstruction grid and the words of one test clip, from the stage-2 export."""
+        """Reconstruction grid, the words of test clips beside their captions, and token agreement."""
         export = self.demo / "stage2" / "export"
+        titles = ("Reconstructions", "Words of test clips", "Token agreement between different clips")
         if not (export / "model.safetensors").is_file():
-            self.add("Reconstructions", f"{NOT_RUN} (no {export})")
-            self.add("Words of a test clip", f"{NOT_RUN} (no {export})")
+            for title in titles:
+                self.add(title, f"{NOT_RUN} (no {export})")
             return
         try:
-            grid, words, names = reconstruct(export, self.figures / "reconstructions.png", self.num_clips, self.num_frames)
+            grid, clips, agreement, count = reconstruct(export, self.figures / "reconstructions.png", self.num_clips,
+                                                        self.num_frames, self.demo / "proxy" / "export")
         except Exception as err:  # noqa: BLE001  the report still lists every other result
             logger.exception("reconstruction grid failed")
-            self.add("Reconstructions", f"{NOT_RUN}: {type(err).__name__}: {err}")
-            self.add("Words of a test clip", f"{NOT_RUN}: {type(err).__name__}: {err}")
+            for title in titles:
+                self.add(title, f"{NOT_RUN}: {type(err).__name__}: {err}")
             return
-        self.add("Reconstructions", "Test clips through the stage-2 tokenizer: input / output / |difference| (x3), "
-                 "evenly spaced frames.\n\n" + self.link(grid, "reconstructions"))
-        rows = [(segment, ", ".join(f"{w} ({n})" for w, n in counts)) for segment, counts in top_words(words).items()]
-        self.add("Words of a test clip", f"`{names[0]}` read through `indices_to_words` (most frequent words per "
-                 "index segment: spatial = adjective + noun, temporal = adverb + verb):\n\n"
-                 + markdown_table(["segment", "words (count)"], rows))
+        self.add(titles[0], "The same test clips as input / proxy tokenizer (stage 0) / stage-2 tokenizer / "
+                 "|stage-2 difference| (x3), evenly spaced frames.\n\n" + self.link(grid, "reconstructions"))
+        rows = []
+        for name, caption, words in clips:
+            top = top_words(words, 3)
+            rows.append((f"`{name}`", caption or "-", *("; ".join(f"{w} ({n})" for w, n in top.get(seg, []))
+                                                         for seg in sorted(top))))
+        segments = sorted(top_words(clips[0][2], 3)) if clips else []
+        self.add(titles[1], "Each clip's caption (its JSON sidecar) beside the words its indices read as "
+                 "(`indices_to_words`; most frequent per index segment, count in brackets):\n\n"
+                 + markdown_table(["clip", "caption", *segments], rows))
+        self.add(titles[2], f"How often two *different* test clips ({count} clips, every pair) hold the same index "
+                 "at the same position, per index segment. Words that follow the content agree rarely; "
+                 "a tokenizer that ignores its input agrees everywhere (1.0).\n\n"
+                 + markdown_table(["segment", "agreement"], sorted(agreement.items())))
 
     def samples(self) -> None:
         classes = class_names(self.demo)
@@ -256,27 +269,52 @@ def class_names(demo: Path) -> list[str]:
     return []
 
 
-def reconstruct(export: Path, out_png: Path, num_clips: int, num_frames: int):
-    """Reconstruct ``num_clips`` test clips with the export -> (grid PNG, words of the first clip, clip names)."""
+AGREEMENT_CLIPS = 12  # test clips whose pairwise token agreement the report shows
+
+
+def caption_of(path: str) -> str:
+    """The demo clip's caption from its JSON sidecar ("a red circle rises slowly"), or ""."""
+    sidecar = read_json(Path(path).with_suffix(".json"))
+    return str(sidecar.get("caption", "")) if sidecar else ""
+
+
+def reconstruct(export: Path, out_png: Path, num_clips: int, num_frames: int, proxy_export: Optional[Path] = None):
+    """Test clips through the export (and the proxy) -> grid PNG, words/captions/names, token agreement.
+
+    Returns (grid, [(name, caption, words)] of the first ``num_clips`` clips, agreement): the grid
+    shows input / proxy reconstruction (when ``proxy_export`` exists) / stage-2 reconstruction /
+    |difference|; ``agreement`` is ``token_agreement`` over ``AGREEMENT_CLIPS`` evenly spaced test clips.
+    """
     import torch
 
     from sweettok.config import load_config, to_dataclass
     from sweettok.data.video_dataset import VideoDataset
+    from sweettok.models.proxy_convert import load_proxy_checkpoint
     from sweettok.models.tokenizer import SweetTok
 
     model = SweetTok.from_pretrained(export)
-    dataset = VideoDataset(to_dataclass(load_config(export / "config.yaml").dataset), split="eval", max_clips=num_clips)
+    config = load_config(export / "config.yaml")
+    dataset = VideoDataset(to_dataclass(config.dataset), split="eval", max_clips=max(num_clips, AGREEMENT_CLIPS))
     items = [dataset[i] for i in range(len(dataset))]
     video = torch.stack([item["video"] for item in items])  # (B, C, T, H, W) in [-0.5, 0.5]
     with torch.no_grad():
         out = model.encode(video)
-        recon = model.decode_pixels(out.latents).clamp(-0.5, 0.5)
-    inputs = [to_uint8(v) for v in video]
+        shown = video[:num_clips]
+        recon = model.decode_pixels(tuple(part[:num_clips] for part in out.latents)).clamp(-0.5, 0.5)
+        extra = None
+        if proxy_export is not None and (proxy_export / "model.safetensors").is_file():
+            proxy = load_proxy_checkpoint(proxy_export, to_dataclass(config.model.proxy), freeze=True)
+            extra = ("proxy (stage 0)", [to_uint8(v) for v in proxy(shown)["reconstruction"].clamp(-0.5, 0.5)])
+    inputs = [to_uint8(v) for v in shown]
     outputs = [to_uint8(v) for v in recon]
-    names = [Path(str(item["key"])).stem for item in items]
+    names = [Path(str(item["key"])).stem for item in items[:num_clips]]
     picks = frame_picks(inputs[0].shape[0], num_frames)
-    grid = image_grid(reconstruction_rows(inputs, outputs, names, picks), out_png, [f"frame {t}" for t in picks])
-    return grid, model.indices_to_words(out.indices[0]), names
+    rows = reconstruction_rows(inputs, outputs, names, picks, extra=extra, output_label="stage 2")
+    grid = image_grid(rows, out_png, [f"frame {t}" for t in picks])
+    clips = [(names[i], caption_of(dataset.path_of(dataset.entries[i])), model.indices_to_words(out.indices[i]))
+             for i in range(len(names))]
+    agreement = token_agreement(out.indices, model.layout.slices) if len(items) > 1 else {}
+    return grid, clips, agreement, len(items)
 
 
 def main() -> None:

@@ -84,6 +84,11 @@ class ProxyConfig:
     codebook_decay: float = 0.99  # EMA decay of cluster sizes and sums
     codebook_data_init: bool = True  # first training batch initialises the codes (never after loading)
     dead_code_threshold: float = 0.0  # restart codes whose EMA cluster size is below this; 0 = off (published)
+    patch_input_norm: bool = True  # LayerNorm over each raw pixel patch (published); it hides a flat patch's colour
+    patch_output_norm: bool = True  # LayerNorm after the patch projection (published); scale-blind on flat patches
+    # from-scratch init (no effect on loaded weights); the defaults are the original's
+    post_quant_init_std: float = 0.02  # code -> width projection; 0.02 on unit codes makes the code signal tiny
+    peg_zero_bias: bool = False  # PEG conv bias 0 instead of PyTorch's U(±1/sqrt(27)): no input-independent offset
 
 
 @dataclass
@@ -144,6 +149,8 @@ class TokenizerConfig:
     # PEG reshape inside the encoder's temporal stack: "original" reproduces the quirk the published
     # SweetTok weights were trained with (loading them forces it); "correct" for training from scratch.
     peg_layout: str = "correct"
+    patch_input_norm: bool = True  # LayerNorm over each raw pixel patch (published); it hides a flat patch's colour
+    patch_output_norm: bool = True  # LayerNorm after the patch projection (published); scale-blind on flat patches
     spatial_quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
     temporal_quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
 

@@ -11,12 +11,15 @@ import numpy as np
 import pytest
 
 from sweettok.data.video_writer import write_video
-from sweettok.eval.report import group_samples, image_grid, read_metrics, read_run_metrics, reconstruction_rows
+from sweettok.eval.report import (
+    group_samples, image_grid, plot_curves, read_metrics, read_run_metrics, reconstruction_rows, token_agreement,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-SECTIONS = ["## Metrics", "## Training curves", "## Reconstructions", "## Words of a test clip",
-            "## Generated samples", "## Probe", "## Ablations", "## Timings"]
+SECTIONS = ["## Metrics", "## Training curves", "## Reconstructions", "## Words of test clips",
+            "## Token agreement between different clips", "## Generated samples", "## Probe", "## Ablations",
+            "## Timings"]
 
 
 def write_metrics(path: Path, rows: list[dict]) -> None:
@@ -47,7 +50,7 @@ def demo(tmp_path: Path) -> Path:
             {"step": 20, "train/total_loss": 0.5, "train/ce_loss": 1.0},
             {"step": 20, "val/psnr": 18.25},
         ])
-    write_json(root / "eval" / "report.json", {"psnr": 24.125, "ssim": 0.8125, "rfvd": 321.5,
+    write_json(root / "eval" / "report.json", {"psnr": 24.125, "baseline_psnr": 22.875, "ssim": 0.8125, "rfvd": 321.5,
                                                "codebook": {"spatial_first": {"usage": 0.5, "perplexity": 3.0},
                                                             "temporal_second": {"usage": 0.25, "perplexity": 2.0}}})
     write_json(root / "eval_gen" / "gfvd.json", {"fvd": 456.75, "num_generated": 24})
@@ -75,6 +78,7 @@ def test_report_has_every_section_numbers_and_valid_pngs(demo: Path) -> None:
     for number in ("24.125", "0.812", "321.500", "456.750", "0.750", "18.250", "0.875", "0.625", "22.500", "160", "149"):
         assert number in text, number
     assert "| CircleRise | 0.500 |" in text and "0.938" in text
+    assert "| baseline PSNR: each clip as its background colour (per-channel median) | 22.875 |" in text
     assert "| LPIPS | not run |" in text
     assert "| joint queries | - / - | not run |" in text
     links = [line.split("](", 1)[1].rstrip(")") for line in text.splitlines() if line.startswith("![")]
@@ -121,6 +125,40 @@ def test_reconstruction_grid_and_sample_grouping(tmp_path: Path) -> None:
         (tmp_path / "s" / name).write_bytes(b"")
     groups = group_samples(tmp_path / "s", ["CircleRise", "Square"])
     assert {k: len(v) for k, v in groups.items()} == {"CircleRise": 2, "Square": 1}
+    proxy = np.full((1, 4, 8, 8, 3), 5, np.uint8)
+    rows = reconstruction_rows(x, y, ["clip"], [0, 3], extra=("proxy", proxy), output_label="stage 2")
+    assert [label for label, _ in rows] == ["clip\ninput", "proxy", "stage 2", "|diff| x3"]
+    assert int(rows[1][1][0].max()) == 5 and int(rows[3][1][0].max()) == 30  # the difference is of stage 2
+
+
+def test_token_agreement_of_different_clips() -> None:
+    slices = {"spatial": slice(0, 2), "temporal": slice(2, 6)}
+    same = np.tile(np.arange(6), (3, 1))
+    assert token_agreement(same, slices) == {"spatial": 1.0, "temporal": 1.0}
+    varied = np.array([[0, 1, 2, 3, 4, 5], [0, 9, 2, 9, 9, 9], [7, 9, 2, 3, 9, 9]])
+    # pairs (0,1), (0,2), (1,2): spatial agrees at 1, 0, 1 of 2 positions; temporal at 1, 2, 3 of 4
+    assert token_agreement(varied, slices) == pytest.approx({"spatial": 1 / 3, "temporal": 0.5})
+    with pytest.raises(ValueError, match="B >= 2"):
+        token_agreement(same[:1], slices)
+
+
+def test_validation_panels_have_no_offset_axis(tmp_path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    seen = []
+    original = plt.Figure.savefig
+
+    def capture(fig, *args, **kwargs):
+        fig.canvas.draw()
+        seen.extend(ax.yaxis.get_major_formatter().get_offset() for ax in fig.axes)
+        return original(fig, *args, **kwargs)
+
+    plt.Figure.savefig = capture
+    try:
+        plot_curves({"val/psnr": [(100, 21.094), (200, 21.096), (300, 21.098)]}, "t", tmp_path / "c.png")
+    finally:
+        plt.Figure.savefig = original
+    assert seen == [""]  # matplotlib would print "+2.109e1" above a 21.094-21.098 axis
 
 
 def test_run_demo_help_and_bad_step() -> None:

@@ -37,9 +37,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "eval_tokenizer.py"
 NUM_CLIPS = 12  # one test clip per demo class
 REPORT_KEYS = {"checkpoint", "weights", "reconstruction_path", "num_clips", "num_unique_clips", "num_clips_listed",
-               "num_clips_skipped", "unreadable_files",
-               "rfvd", "psnr", "psnr_exact_frames", "ssim", "lpips", "codebook", "protocol", "num_processes",
-               "batch_size_per_process", "seed", "videos", "seconds"}
+                "num_clips_skipped", "unreadable_files",
+                "rfvd", "psnr", "psnr_exact_frames", "baseline_psnr", "ssim", "lpips", "codebook", "protocol",
+                "num_processes", "batch_size_per_process", "seed", "videos", "seconds"}
 SEGMENTS = {"spatial_first", "spatial_second", "temporal_first", "temporal_second"}
 
 
@@ -146,6 +146,7 @@ def test_end_to_end_report_has_every_key_and_counts_every_clip(assets, tmp_path,
     assert report["weights"] == "export (EMA)" and report["reconstruction_path"] == "pixel_decoder"
     assert isinstance(report["rfvd"], float) and report["rfvd"] > 0  # random weights: far from the inputs
     assert 0 < report["psnr"] < 60 and -1 <= report["ssim"] <= 1
+    assert 10 < report["baseline_psnr"] < 40  # the demo clips as their background colour
     assert isinstance(report["lpips"], float) or report["lpips"].startswith("unavailable: ")
     assert set(report["codebook"]) == SEGMENTS
     for segment in report["codebook"].values():
@@ -211,6 +212,20 @@ def test_identical_reconstructions_give_psnr_inf_ssim_one_fvd_zero():
                                        "perplexity": pytest.approx(float(torch.exp(-(probs * probs.log()).sum())))}
     assert result["codebook"]["b"]["usage"] == pytest.approx(2 / 3)  # codes 2, 2, 0
     assert load_script().json_safe({"psnr": math.inf, "x": [math.nan]}) == {"psnr": "inf", "x": ["nan"]}
+
+
+def test_baseline_psnr_is_the_clip_as_its_background_colour():
+    video = torch.full((2, 3, 5, 16, 16), -0.3)
+    video[1] = 0.1
+    video[:, :, :, 4:8, 4:8] = 0.4  # a 4x4 square on a flat background (1/16 of the pixels)
+    baseline = recon.background_baseline(video)
+    assert torch.allclose(baseline[0, :, 0, 0, 0], torch.tensor(-0.3))  # the median is the background
+    metrics = recon.ReconstructionMetrics({"a": 4}, {"a": slice(0, 1)})
+    metrics.update(video, video.clone() * 0.9, torch.zeros(2, 1, dtype=torch.long), torch.arange(2))
+    result = metrics.compute()
+    expected = [10 * math.log10(1 / ((0.4 - bg) ** 2 / 16)) for bg in (-0.3, 0.1)]
+    assert result["baseline_psnr"] == pytest.approx(sum(expected) / 2, abs=1e-6)
+    assert result["psnr"] != result["baseline_psnr"]
 
 
 def test_exact_frames_are_counted_not_averaged():

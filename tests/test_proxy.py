@@ -135,3 +135,37 @@ def test_bf16_autocast_on_cpu():
         assert torch.equal(model.codebook.lookup(z), ref_codes)  # bf16 distances would flip ~1.5% of codes
     assert out["reconstruction"].dtype == torch.bfloat16 and torch.isfinite(out["reconstruction"].float()).all()
 
+
+
+def test_patch_input_norm_hides_a_flat_patch_brightness_unless_off():
+    """Published layout: LayerNorm over each raw patch maps every flat grey patch to the same token."""
+    from sweettok.models.patch_embed import CausalPatchEmbed
+
+    dark, light = torch.full((1, 3, 5, 8, 8), -0.4), torch.full((1, 3, 5, 8, 8), -0.2)
+    for input_norm, same in ((True, True), (False, False)):
+        torch.manual_seed(0)
+        embed = CausalPatchEmbed(16, 8, 4, input_norm=input_norm)
+        torch.nn.init.normal_(embed.tubes.proj.bias)  # a trained bias: the output LayerNorm is no longer scale-blind
+        torch.nn.init.normal_(embed.first_frame.proj.bias)
+        with torch.no_grad():
+            a, b = embed(dark), embed(light)
+        assert torch.allclose(a, b, atol=1e-4) == same, input_norm
+    model = ProxyTokenizer(demo_cfg(patch_input_norm=False))
+    assert not any("norm_in" in key for key in model.state_dict())  # no dead weights in the export
+
+
+def test_from_scratch_init_options_scale_the_code_signal():
+    from sweettok.models.blocks import PEG
+
+    torch.manual_seed(0)
+    published = ProxyTokenizer(demo_cfg(post_quant_init_std=0.02, peg_zero_bias=False))
+    demo = ProxyTokenizer(demo_cfg(post_quant_init_std=0.35, peg_zero_bias=True))
+    pegs = lambda m: [mod.conv.bias for mod in m.modules() if isinstance(mod, PEG)]  # noqa: E731
+    assert pegs(demo) and all(bool((b == 0).all()) for b in pegs(demo))
+    assert all(bool((b != 0).any()) for b in pegs(published))  # PyTorch's default conv init
+    assert published.post_quant.weight.std().item() == pytest.approx(0.02, rel=0.15)
+    assert demo.post_quant.weight.std().item() == pytest.approx(0.35, rel=0.15)
+    codes = torch.randint(0, 256, (2, 5, 8, 8), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():  # the code-dependent part of the decoder input grows with the init
+        spread = lambda m: (m.post_quant(m.codebook.embed(codes))).std().item()  # noqa: E731
+        assert spread(demo) > 10 * spread(published)

@@ -81,7 +81,8 @@ def single_thread():
 
 @pytest.fixture(scope="module")
 def stage0(assets) -> Trainer:
-    return run(stage_config(assets, "proxy_train", assets["root"] / "proxy"))
+    # the demo proxy trains without its GAN (discriminator_factor 0): switched on here to cover that path
+    return run(stage_config(assets, "proxy_train", assets["root"] / "proxy", "losses.discriminator_factor=1.0"))
 
 
 @pytest.fixture(scope="module")

@@ -208,6 +208,16 @@ def summarise_psnr(per_frame: Tensor) -> dict[str, Any]:
     return {"psnr": mean, "psnr_exact_frames": exact}
 
 
+def background_baseline(video: Tensor) -> Tensor:
+    """Each clip as one constant colour: its per-channel median over all frames and pixels, (B, C, T, H, W).
+
+    The trivial reconstruction a tokenizer must beat: on clips with a flat background (the demo's)
+    the median is the background colour, so this is the PSNR of "background only, no content".
+    """
+    colour = video.flatten(2).median(dim=2).values  # (B, C)
+    return colour[:, :, None, None, None].expand_as(video)
+
+
 class ReconstructionMetrics:
     """Per-batch PSNR/SSIM/LPIPS per frame, I3D features and codes, gathered over ranks; ``compute`` sums up.
 
@@ -240,6 +250,7 @@ class ReconstructionMetrics:
         per_clip = lambda values: rearrange(values, "(b t) -> b t", t=frames)  # noqa: E731
         self._add("clip_ids", torch.as_tensor(clip_ids).long())
         self._add("psnr", per_clip(psnr_per_frame(y, x)))
+        self._add("baseline_psnr", per_clip(psnr_per_frame(background_baseline(x), x)))
         if self.with_ssim:
             self._add("ssim", per_clip(ssim_per_frame(y, x)))
         if self.lpips_model is not None:
@@ -255,12 +266,13 @@ class ReconstructionMetrics:
         return torch.cat(self.values[name]) if name in self.values else None
 
     def compute(self) -> dict[str, Any]:
-        """num_clips, duplicates, psnr (+ exact frames), ssim, lpips, rfvd, codebook usage/perplexity."""
+        """num_clips, duplicates, psnr (+ exact frames), baseline_psnr (``background_baseline``), ssim, lpips, rfvd, codebook usage/perplexity."""
         ids = self.merged("clip_ids")
         if ids is None or ids.numel() == 0:
             raise ValueError("no clip was evaluated (empty eval set?)")
         out: dict[str, Any] = {"num_clips": int(ids.numel()), "num_unique_clips": int(ids.unique().numel())}
         out.update(summarise_psnr(self.merged("psnr").flatten()))
+        out["baseline_psnr"] = summarise_psnr(self.merged("baseline_psnr").flatten())["psnr"]
         for name in ("ssim", "lpips"):
             if name in self.values:
                 out[name] = float(self.merged(name).mean())

@@ -181,6 +181,7 @@ def plot_curves(series: dict[str, list[tuple[int, float]]], title: str, out_png:
     for i, (key, points) in enumerate(vals.items()):
         ax = fig.add_subplot(grid[i % 2, 2 * bool(losses) + i // 2])
         ax.plot(*zip(*points), marker="o", markersize=3)
+        ax.ticklabel_format(axis="y", useOffset=False, style="plain")  # "21.09" on the axis, not "+2.1e1"
         ax.set_title(key, fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
@@ -233,15 +234,36 @@ def image_grid(rows: Sequence[tuple[str, Sequence[np.ndarray]]], out_png: str | 
 
 
 def reconstruction_rows(inputs: np.ndarray, outputs: np.ndarray, names: Sequence[str],
-                        picks: Sequence[int]) -> list[tuple[str, list[np.ndarray]]]:
-    """(B, T, H, W, 3) uint8 inputs/outputs -> input / output / |difference| rows per clip."""
+                        picks: Sequence[int], extra: Optional[tuple[str, np.ndarray]] = None,
+                        output_label: str = "output") -> list[tuple[str, list[np.ndarray]]]:
+    """(B, T, H, W, 3) uint8 inputs/outputs -> input / [extra] / output / |difference| rows per clip.
+
+    ``extra`` = (label, (B, T, H, W, 3) frames), e.g. the proxy tokenizer's reconstruction of the same
+    clips, goes between the input and the output row; the difference row is of ``outputs``.
+    """
     rows = []
-    for name, x, y in zip(names, inputs, outputs):
+    for i, (name, x, y) in enumerate(zip(names, inputs, outputs)):
         diff = np.abs(x.astype(np.int16) - y.astype(np.int16))
         diff = np.clip(diff * 3, 0, 255).astype(np.uint8)  # x3: small errors stay visible
-        rows += [(f"{name}\ninput", [x[t] for t in picks]), ("output", [y[t] for t in picks]),
-                 ("|diff| x3", [diff[t] for t in picks])]
+        rows.append((f"{name}\ninput", [x[t] for t in picks]))
+        if extra is not None:
+            rows.append((extra[0], [extra[1][i][t] for t in picks]))
+        rows += [(output_label, [y[t] for t in picks]), ("|diff| x3", [diff[t] for t in picks])]
     return rows
+
+
+def token_agreement(indices: Any, slices: dict[str, slice]) -> dict[str, float]:
+    """Mean fraction of index positions at which two *different* clips hold the same index, per segment.
+
+    ``indices``: (B, N) integer indices of B >= 2 clips (``SweetTok.encode(...).indices``). A tokenizer
+    whose words do not follow the content scores near 1; distinct content scores low.
+    """
+    flat = np.asarray(indices.cpu() if hasattr(indices, "cpu") else indices)
+    if flat.ndim != 2 or flat.shape[0] < 2:
+        raise ValueError(f"token_agreement needs (B >= 2, N) indices, got shape {flat.shape}")
+    pairs = [(i, j) for i in range(flat.shape[0]) for j in range(i + 1, flat.shape[0])]
+    return {name: float(np.mean([(flat[i, part] == flat[j, part]).mean() for i, j in pairs]))
+            for name, part in slices.items()}
 
 
 # ---------------------------------------------------------------------------- samples and words

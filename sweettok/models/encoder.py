@@ -134,7 +134,8 @@ class DQAEEncoder(nn.Module):
         self.grid = grid_shape(cfg)
         t, h, w = self.grid
         d = cfg.width
-        self.patch_embed = CausalPatchEmbed(d, cfg.patch_size, cfg.temporal_patch_size, cfg.in_channels)
+        self.patch_embed = CausalPatchEmbed(d, cfg.patch_size, cfg.temporal_patch_size, cfg.in_channels,
+                                            cfg.patch_input_norm, cfg.patch_output_norm)
         self.spatial_stack = Transformer(stack_spec(cfg, cfg.encoder_spatial_block, axis="space", rope=True,
                                                     peg=True, peg_causal=True))
         freeze_unused_norm(self.spatial_stack)

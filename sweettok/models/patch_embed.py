@@ -22,13 +22,18 @@ def latent_frames(num_frames: int, temporal_patch_size: int) -> int:
 
 
 class PatchProjection(nn.Module):
-    """LayerNorm(patch) → Linear(patch → D) → LayerNorm(D)."""
+    """LayerNorm(patch) → Linear(patch → D) → LayerNorm(D); ``input_norm`` / ``output_norm`` False drop a norm.
 
-    def __init__(self, patch_dim: int, dim: int) -> None:
+    Both norms are the published layout, and both hide a flat patch's colour: the first removes each
+    raw patch's mean and contrast (a flat grey patch becomes zeros, or amplified codec noise); the
+    second is blind to the scale c of Linear(c·1) = c·W1 while the bias is still ~0 (from scratch).
+    """
+
+    def __init__(self, patch_dim: int, dim: int, input_norm: bool = True, output_norm: bool = True) -> None:
         super().__init__()
-        self.norm_in = nn.LayerNorm(patch_dim)
+        self.norm_in = nn.LayerNorm(patch_dim) if input_norm else nn.Identity()
         self.proj = nn.Linear(patch_dim, dim)
-        self.norm_out = nn.LayerNorm(dim)
+        self.norm_out = nn.LayerNorm(dim) if output_norm else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
         return self.norm_out(self.proj(self.norm_in(x)))
@@ -37,11 +42,12 @@ class PatchProjection(nn.Module):
 class CausalPatchEmbed(nn.Module):
     """Video (B, C, T, H, W) → tokens (B, T', H/p, W/p, D); first frame alone, then t-frame tubes."""
 
-    def __init__(self, dim: int, patch_size: int, temporal_patch_size: int, in_channels: int = 3) -> None:
+    def __init__(self, dim: int, patch_size: int, temporal_patch_size: int, in_channels: int = 3,
+                 input_norm: bool = True, output_norm: bool = True) -> None:
         super().__init__()
         self.patch_size, self.temporal_patch_size, self.in_channels = patch_size, temporal_patch_size, in_channels
-        self.first_frame = PatchProjection(in_channels * patch_size ** 2, dim)
-        self.tubes = PatchProjection(in_channels * temporal_patch_size * patch_size ** 2, dim)
+        self.first_frame = PatchProjection(in_channels * patch_size ** 2, dim, input_norm, output_norm)
+        self.tubes = PatchProjection(in_channels * temporal_patch_size * patch_size ** 2, dim, input_norm, output_norm)
 
     def forward(self, video: Tensor) -> Tensor:
         """video: (B, C, T, H, W) with (T−1) % t == 0 and H, W divisible by p."""

@@ -23,7 +23,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from sweettok.config import ProxyConfig
-from sweettok.models.blocks import init_weights
+from sweettok.models.blocks import PEG, init_weights
 from sweettok.models.codebook import EMACodebook
 from sweettok.models.patch_embed import CausalPatchEmbed, CausalPatchUnembed, latent_frames
 from sweettok.models.transformer import Transformer, TransformerSpec
@@ -48,7 +48,8 @@ class ProxyEncoder(nn.Module):
 
     def __init__(self, cfg: ProxyConfig) -> None:
         super().__init__()
-        self.patch_embed = CausalPatchEmbed(cfg.width, cfg.patch_size, cfg.temporal_patch_size, cfg.in_channels)
+        self.patch_embed = CausalPatchEmbed(cfg.width, cfg.patch_size, cfg.temporal_patch_size, cfg.in_channels,
+                                            cfg.patch_input_norm, cfg.patch_output_norm)
         self.spatial = Transformer(_space_spec(cfg, cfg.encoder_block))
         self.temporal = Transformer(_time_spec(cfg, cfg.encoder_temporal_depth))
 
@@ -102,6 +103,11 @@ class ProxyTokenizer(nn.Module):
         self.decoder = ProxyDecoder(cfg)
         if initialise:
             self.apply(init_weights)
+            nn.init.trunc_normal_(self.post_quant.weight, std=cfg.post_quant_init_std)
+            if cfg.peg_zero_bias:
+                for module in self.modules():
+                    if isinstance(module, PEG):
+                        nn.init.zeros_(module.conv.bias)
 
     @property
     def has_encoder(self) -> bool:
