@@ -75,6 +75,8 @@ def test_converted_export_loads_in_eval_mode_with_the_same_outputs(converted):
     loaded = sweettok.from_pretrained(export)
     assert not any(m.training for m in loaded.modules()) and not any(p.requires_grad for p in loaded.parameters())
     assert loaded.cfg.peg_layout == "original"
+    # the demo config turns the patch LayerNorms off; the original weights hold them, so they are on
+    assert (loaded.cfg.patch_input_norm, loaded.cfg.patch_output_norm) == (True, True)
     assert (loaded.proxy_cfg.peg_layout, loaded.proxy_cfg.legacy_position_bias) == ("original", True)
     clip = demo_clip(batch=1, seed=11)
     with torch.no_grad():

@@ -128,8 +128,22 @@ def published_quirks(state_dict: Mapping[str, Tensor]) -> dict[str, object]:
     OmniTokenizer's code always had the PEG reshape quirk (``peg_layout: original``); whether its
     time layers hold the dead position-bias MLPs is read from the keys.
     """
-    return {"peg_layout": "original",
-            "legacy_position_bias": any(".attn.unused_position_bias." in k for k in state_dict)}
+    quirks: dict[str, object] = {"peg_layout": "original",
+                                 "legacy_position_bias": any(".attn.unused_position_bias." in k for k in state_dict)}
+    return {**quirks, **patch_norm_settings(state_dict)}
+
+
+def patch_norm_settings(state_dict: Mapping[str, Tensor]) -> dict[str, bool]:
+    """``patch_input_norm`` / ``patch_output_norm`` as a state dict's patch embedding has them ({} without one).
+
+    The published OmniTokenizer and SweetTok encoders have both LayerNorms; configs trained from
+    scratch may turn them off (configs/demo), so a published file must switch them back on.
+    """
+    embed = [k for k in state_dict if ".patch_embed." in k]
+    if not embed:
+        return {}
+    return {"patch_input_norm": any(".norm_in." in k for k in embed),
+            "patch_output_norm": any(".norm_out." in k for k in embed)}
 
 
 def check_published_quirks(state_dict: Mapping[str, Tensor], cfg: ProxyConfig, source: str,

@@ -28,7 +28,7 @@ from sweettok.config import ProxyConfig, TokenizerConfig
 from sweettok.models.key_mapping import STACK_RULES, invert_rules, rename_keys
 from sweettok.models.proxy_convert import (
     CheckpointMismatchError, check_published_quirks, check_state_dict, load_state_dict_strict, omnitokenizer_to_ours,
-    ours_to_omnitokenizer, published_quirks, read_proxy_weights, safe_torch_load)
+    ours_to_omnitokenizer, patch_norm_settings, published_quirks, read_proxy_weights, safe_torch_load)
 from sweettok.models.tokenizer import SweetTok, check_prior_files
 from sweettok.priors.prior import find_prior
 from sweettok.quantizers import build_quantizer
@@ -143,10 +143,8 @@ def build_from_original(state_dict: Mapping[str, Tensor], cfg: TokenizerConfig, 
     hold the settings used. Returns the model in eval mode without gradients (GCN dropout off:
     indices are deterministic).
     """
-    if cfg.peg_layout != "original":
-        logger.info("loading original SweetTok weights: tokenizer.peg_layout %r -> 'original'", cfg.peg_layout)
-        cfg = dataclasses.replace(cfg, peg_layout="original")
     ours = original_to_ours(state_dict)
+    cfg = original_tokenizer_settings(cfg, ours)
     pixel = {k: v for k, v in ours.items() if k.startswith("pixel.")}
     if pixel:
         quirks = published_quirks(pixel)
@@ -155,6 +153,19 @@ def build_from_original(state_dict: Mapping[str, Tensor], cfg: TokenizerConfig, 
             logger.info("original stage-2 SweetTok weights: proxy settings of the pixel decoder -> %s", changed)
             proxy = dataclasses.replace(proxy, **changed)
     return build_and_load(ours, cfg, proxy, "original SweetTok_Compact state dict", quantizers)
+
+
+def original_tokenizer_settings(cfg: TokenizerConfig, state_dict: Mapping[str, Tensor]) -> TokenizerConfig:
+    """``cfg`` with the settings original weights (renamed to our keys) were trained with, each change logged.
+
+    The PEG reshape quirk (``peg_layout="original"``) and the patch LayerNorms the weights hold.
+    """
+    wanted = {"peg_layout": "original", **patch_norm_settings(
+        {k: v for k, v in state_dict.items() if k.startswith("encoder.")})}
+    changed = {k: v for k, v in wanted.items() if getattr(cfg, k) != v}
+    if changed:
+        logger.info("loading original SweetTok weights: tokenizer settings -> %s", changed)
+    return dataclasses.replace(cfg, **changed)
 
 
 def build_and_load(state_dict: Mapping[str, Tensor], cfg: TokenizerConfig, proxy: ProxyConfig, source: str,
@@ -232,7 +243,7 @@ def build_for_stage2(init_weight: str | os.PathLike, cfg: TokenizerConfig, proxy
         state_dict = dict(torch.load(path, map_location="cpu", weights_only=True))
     if is_original_layout(state_dict):
         state_dict = original_to_ours(state_dict)
-        cfg = dataclasses.replace(cfg, peg_layout="original")
+        cfg = original_tokenizer_settings(cfg, state_dict)
     model = SweetTok(cfg, proxy, pixel_decoder=True)
     has_pixel = any(k.startswith("pixel.") for k in state_dict)
     if not has_pixel:
