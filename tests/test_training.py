@@ -477,6 +477,16 @@ def test_resume_with_a_changed_config_refuses_what_cannot_apply(tmp_path, caplog
     assert "training.ema_decay: 0.9 -> 0.8" in caplog.text
 
 
+def test_resume_from_a_config_saved_before_a_schema_field_was_added(tmp_path):
+    """A checkpoint whose saved config lacks a newer field (here model.tokenizer.patch_input_norm) resumes."""
+    new_trainer(make_cfg(tmp_path, "experiment.save_every=2", "training.max_train_steps=2")).fit()
+    meta_path = tmp_path / "checkpoint-2" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["config"]["model"]["tokenizer"]["patch_input_norm"]
+    meta_path.write_text(json.dumps(meta))
+    assert new_trainer(make_cfg(tmp_path, "training.max_train_steps=4")).step == 2
+
+
 def test_keep_last_checkpoints(tmp_path):
     cfg = make_cfg(tmp_path, "experiment.save_every=1", "training.max_train_steps=4",
                    "experiment.keep_last_checkpoints=2")

@@ -47,7 +47,8 @@ def check_resume_config(saved: dict, cfg: DictConfig, folder: str) -> None:
     """Raise ConfigError listing the changes that cannot apply to ``folder``; warn about the others."""
     old = flatten(saved)
     new = flatten(OmegaConf.to_container(cfg, resolve=True))
-    changed = sorted(k for k in old.keys() | new.keys() if old.get(k, "<absent>") != new.get(k, "<absent>"))
+    # a key the saved config lacks is a field added to the schema since: its default keeps the old behaviour
+    changed = sorted(k for k in old.keys() | new.keys() if k in old and old[k] != new.get(k, "<absent>"))
     refused = [(k, _why_refused(k)) for k in changed if _why_refused(k)]
     if refused:
         listed = "; ".join(f"{k}: {old.get(k, '<absent>')} -> {new.get(k, '<absent>')} ({why})" for k, why in refused)
