@@ -15,7 +15,7 @@ import torch
 from sweettok.priors.build import PRIOR_SPECS, build_prior, nearest_words, select_vocabulary
 from sweettok.priors.graph import cooccurrence_counts, cooccurrence_edges, similarity_edges
 from sweettok.priors.lexicon import STOP_WORDS, lemmatize, load_exceptions, load_lexicon, read_word_list
-from sweettok.priors.prior import Prior, load_original_prior, load_prior, read_original_pickle, save_prior
+from sweettok.priors.prior import load_original_prior, load_prior, read_original_pickle, save_prior
 
 
 def fake_embedder(words: list[str], progress: bool = False) -> torch.Tensor:

@@ -7,7 +7,7 @@ import logging
 import pytest
 from accelerate.state import AcceleratorState, GradientState
 
-from test_training import RegressionTask, make_cfg, new_trainer
+from test_training import make_cfg, new_trainer
 from sweettok.training.checkpoint import latest_checkpoint, read_meta
 from sweettok.training.logs import new_run_id, resolve_wandb_mode, tracker_init_kwargs, wandb_logged_in
 
