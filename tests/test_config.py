@@ -143,3 +143,9 @@ def test_yaml_syntax_error_names_file_line_and_column(tmp_path):
     tabbed.write_text("training:\n\tmax_train_steps: 3\n")
     with pytest.raises(ConfigError, match=r"tabbed\.yaml:2:1: YAML syntax error"):
         load_config(tabbed)
+
+
+def test_quantizer_loss_placement_fails_at_load():
+    with pytest.raises(ConfigError, match=r"model.tokenizer.temporal_quantizer.loss_placement must be one of "
+                                          r"standard, legacy; got 'encoder'"):
+        load_config(None, ["model.tokenizer.temporal_quantizer.loss_placement=encoder"])
