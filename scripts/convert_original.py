@@ -26,6 +26,7 @@ from typing import Optional
 from omegaconf import OmegaConf
 
 from sweettok.config import ConfigError, load_config, to_dataclass
+from sweettok.errors import first_line
 from sweettok.models.proxy_convert import CheckpointMismatchError
 from sweettok.models.tokenizer_convert import build_from_original, read_original_state_dict
 from sweettok.training.checkpoint import export_model
@@ -65,8 +66,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     try:
         folder = convert(args.weights, args.config, args.out, args.overrides)
     except USER_ERRORS as err:
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        sys.exit(f"error: {message}")
+        sys.exit(f"error: {first_line(err)}")
     print(f"wrote {folder}: load it with sweettok.from_pretrained({str(folder)!r}) or "
           f"python -m sweettok words VIDEO --checkpoint {folder}")
 

@@ -43,6 +43,7 @@ from tqdm.auto import tqdm
 from sweettok.config import ConfigError, load_config, to_dataclass
 from sweettok.data.lists import DatasetError
 from sweettok.data.video_dataset import VideoDataset
+from sweettok.errors import first_line
 from sweettok.eval import reconstruction as recon
 from sweettok.eval.fvd import build_fvd_extractor
 from sweettok.eval.i3d_weights import find_i3d_weights
@@ -253,8 +254,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     try:
         report = evaluate(args, accelerator)
     except USER_ERRORS as err:
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        sys.exit(f"error: {message}")
+        sys.exit(f"error: {first_line(err)}")
     if report is not None:
         out = output_dir(args)
         fvd = report["rfvd"] if isinstance(report["rfvd"], str) else f"{report['rfvd']:.2f}"

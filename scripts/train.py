@@ -18,6 +18,7 @@ from typing import Optional
 from omegaconf import DictConfig, OmegaConf
 
 from sweettok.config import ConfigError, load_config_from_cli, parse_cli
+from sweettok.errors import first_line
 from sweettok.training.checkpoint import EXPORT_WEIGHTS, latest_checkpoint, read_meta
 from sweettok.training.preflight import preflight
 from sweettok.training.registry import get_task_factory
@@ -120,8 +121,7 @@ def before_training(argv: list[str], flags: set[str], cfg: DictConfig) -> Option
 
 def describe_error(err: BaseException) -> str:
     """One line for the user: the message, the file an OS error names, and what to do."""
-    text = str(err).strip()
-    first = text.splitlines()[0] if text else type(err).__name__
+    first = first_line(err)
     if isinstance(err, OSError) and err.errno in DISK_HINTS:
         return f"cannot write {err.filename or 'the output'}: {err.strerror}; {DISK_HINTS[err.errno]}"
     if isinstance(err, FileNotFoundError) and err.filename and first.startswith("[Errno"):

@@ -407,11 +407,12 @@ def _choices() -> dict[str, tuple[str, ...]]:
     from sweettok.data.transforms import RESIZE_MODES
     from sweettok.data.video_reader import BACKENDS
     from sweettok.quantizers.base import LOSS_PLACEMENTS
+    from sweettok.training.performance import COMPILE_MODES
     from sweettok.training.schedules import SCHEDULES
 
     return {"dataset.short_video": SHORT_VIDEO_RULES, "dataset.resize_mode": RESIZE_MODES,
             "dataset.list_format": LIST_FORMATS, "dataset.video_backend": BACKENDS,
-            "lr_scheduler.name": SCHEDULES,
+            "lr_scheduler.name": SCHEDULES, "training.compile_mode": COMPILE_MODES,
             **{f"model.tokenizer.{branch}_quantizer.loss_placement": tuple(LOSS_PLACEMENTS)
                for branch in ("spatial", "temporal")}}
 

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 from tokenizer_helpers import demo_clip, demo_model, single_thread  # noqa: F401  (fixture)
 
-from sweettok.config import LossesConfig, TrainingConfig
+from sweettok.config import ConfigError, LossesConfig, TrainingConfig, load_config
 from sweettok.losses.stage1 import Stage1Loss, chunked_cross_entropy
 from sweettok.models.transformer import Transformer, TransformerSpec
 from sweettok.training.performance import apply_training_options, enable_activation_checkpointing
@@ -84,8 +84,8 @@ def check_compiled_forward(model, video: torch.Tensor) -> None:
     with torch.no_grad():
         out = model(video)
         torch.testing.assert_close(out[0] if isinstance(out, tuple) else out, plain, rtol=1e-5, atol=1e-5)
-    with pytest.raises(ValueError, match="compile_mode"):
-        apply_training_options(model, OmegaConf.structured(TrainingConfig(compile=True, compile_mode="fast")))
+    with pytest.raises(ConfigError, match="training.compile_mode must be one of"):  # at load, before any model
+        load_config(None, ["training.compile=true", "training.compile_mode=fast"])
 
 
 def test_bf16_autocast_step_is_close_to_fp32(step_inputs):

@@ -157,8 +157,9 @@ class VideoDataset(Dataset):
         self._reported.add(path)
         self.stats["unreadable_files"] = len(self._reported)
         in_worker = torch.utils.data.get_worker_info() is not None  # each worker would warn again every epoch
-        logger.log(logging.DEBUG if in_worker else logging.WARNING, "skipping unreadable video %s (%s); %d unreadable so far in this process",
-                       path, getattr(err, "reason", err), len(self._reported))
+        logger.log(logging.DEBUG if in_worker else logging.WARNING,
+                   "skipping unreadable video %s (%s); %d unreadable so far in this process",
+                   path, getattr(err, "reason", err), len(self._reported))
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         # Substitutes for an unreadable video follow a fixed sequence seeded by ``index`` (never

@@ -28,6 +28,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from sweettok.config import ProxyConfig
+from sweettok.errors import first_line
 from sweettok.models.key_mapping import STACK_RULES, invert_rules, rename_keys
 from sweettok.models.proxy import ProxyTokenizer
 
@@ -88,7 +89,7 @@ def safe_torch_load(path: Path) -> object:
         with torch.serialization.safe_globals(SAFE_GLOBALS):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
+        first = first_line(err)
         raise CheckpointMismatchError(
             f"{path}: refused to unpickle (weights_only=True, allow-listed: "
             f"{', '.join(g.__module__ + '.' + g.__qualname__ for g in SAFE_GLOBALS)}): {first}. "

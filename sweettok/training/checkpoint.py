@@ -42,6 +42,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from sweettok.config import load_config, save_config
+from sweettok.errors import first_line
 from sweettok.permissions import make_shareable
 
 logger = logging.getLogger(__name__)
@@ -58,8 +59,6 @@ CUSTOM_PICKLE_GLOB = "custom_checkpoint_*.pkl"
 
 class CheckpointError(RuntimeError):
     """A checkpoint folder that cannot be read (damaged, truncated, or holding a refused pickle)."""
-
-
 
 
 def list_checkpoints(output_dir: str | os.PathLike) -> list[tuple[int, Path]]:
@@ -154,8 +153,9 @@ def _check_pickles(accelerator, folder: Path) -> None:
     if getattr(accelerator, "_custom_objects", None):
         raise CheckpointError("objects were registered with accelerator.register_for_checkpointing, which "
                               "Accelerate restores with weights_only=False; pass them as task.checkpoint_modules")
-    for path in sorted(folder.glob(CUSTOM_PICKLE_GLOB)):
-        raise CheckpointError(f"{path}: refused (Accelerate would unpickle it with weights_only=False, and this "
+    planted = sorted(folder.glob(CUSTOM_PICKLE_GLOB))
+    if planted:
+        raise CheckpointError(f"{planted[0]}: refused (Accelerate would unpickle it with weights_only=False, and this "
                               "project never writes one: it may have been planted); delete it to resume from here")
     rng_file = folder / RNG_FILE_GLOB.replace("*", str(accelerator.process_index))
     _probe(rng_file)
@@ -173,11 +173,11 @@ def _probe(path: Path) -> None:
     except FileNotFoundError:
         raise CheckpointError(f"{path} is missing") from None
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = first_line(err)
         raise CheckpointError(f"{path}: refused to unpickle with weights_only=True (it names code to run, "
                               f"which a checkpoint of this project never holds): {first}") from None
     except (SafetensorError, OSError, ValueError, RuntimeError, EOFError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = first_line(err)
         raise CheckpointError(f"{path} is damaged ({type(err).__name__}: {first})") from None
 
 
@@ -210,7 +210,7 @@ def load_checkpoint(accelerator, folder: str | os.PathLike, ema=None,
         raise
     except Exception as err:  # noqa: BLE001 - any failure inside a load: find and name the file
         _find_bad_file(folder)
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = first_line(err)
         raise CheckpointError(f"{folder} could not be loaded into this run ({type(err).__name__}: {first})") from err
     return meta
 

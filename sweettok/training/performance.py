@@ -33,8 +33,7 @@ def enable_activation_checkpointing(model: nn.Module, enabled: bool = True) -> i
 
 def apply_training_options(model: nn.Module, training) -> nn.Module:
     """Apply ``training.activation_checkpointing`` and ``training.compile`` to ``model`` in place."""
-    if training.compile and training.compile_mode not in COMPILE_MODES:
-        raise ValueError(f"training.compile_mode must be one of {COMPILE_MODES}, got '{training.compile_mode}'")
+    # training.compile_mode is checked against COMPILE_MODES when the config loads (sweettok.config)
     if training.activation_checkpointing:
         count = enable_activation_checkpointing(model)
         logger.info("activation checkpointing on in %d transformer stacks of %s", count, type(model).__name__)
