@@ -151,6 +151,8 @@ class TokenizerConfig:
     peg_layout: str = "correct"
     patch_input_norm: bool = True  # LayerNorm over each raw pixel patch (published); it hides a flat patch's colour
     patch_output_norm: bool = True  # LayerNorm after the patch projection (published); scale-blind on flat patches
+    # from-scratch Linear init: "original" trunc-normal std 0.02 | "fan_in" std in_features^-0.5 (width-independent)
+    linear_init: str = "original"
     spatial_quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
     temporal_quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
 
@@ -406,6 +408,7 @@ def _choices() -> dict[str, tuple[str, ...]]:
     from sweettok.data.sampling import SHORT_VIDEO_RULES
     from sweettok.data.transforms import RESIZE_MODES
     from sweettok.data.video_reader import BACKENDS
+    from sweettok.models.blocks import LINEAR_INITS
     from sweettok.quantizers.base import LOSS_PLACEMENTS
     from sweettok.training.performance import COMPILE_MODES
     from sweettok.training.schedules import SCHEDULES
@@ -413,6 +416,7 @@ def _choices() -> dict[str, tuple[str, ...]]:
     return {"dataset.short_video": SHORT_VIDEO_RULES, "dataset.resize_mode": RESIZE_MODES,
             "dataset.list_format": LIST_FORMATS, "dataset.video_backend": BACKENDS,
             "lr_scheduler.name": SCHEDULES, "training.compile_mode": COMPILE_MODES,
+            "model.tokenizer.linear_init": LINEAR_INITS,
             **{f"model.tokenizer.{branch}_quantizer.loss_placement": tuple(LOSS_PLACEMENTS)
                for branch in ("spatial", "temporal")}}
 

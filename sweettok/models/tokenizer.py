@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Optional, Union
 
@@ -81,7 +82,7 @@ class SweetTok(nn.Module):
         self.spatial_post_quant = nn.Linear(spatial_dim, cfg.width)
         self.temporal_post_quant = nn.Linear(temporal_dim, cfg.width)
         self.decoder = DQAEDecoder(cfg, proxy.codebook_size)
-        self.apply(init_weights)  # before the quantizers and the pixel path, as the original
+        self.apply(partial(init_weights, linear_init=cfg.linear_init))  # before the quantizers and the pixel path
         if quantizers is None:
             check_prior_files(cfg.spatial_quantizer, "model.tokenizer.spatial_quantizer")
             check_prior_files(cfg.temporal_quantizer, "model.tokenizer.temporal_quantizer")
