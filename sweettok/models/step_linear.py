@@ -51,7 +51,7 @@ def step_linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tens
             and weight.shape[0] >= width and x.dtype == weight.dtype == torch.float32):
         return F.linear(x, weight, bias)
     out = torch.mm(weight, x.T) if bias is None else torch.addmm(bias[:, None], weight, x.T)  # (out, R)
-    return out.T
+    return out.T.contiguous()  # a strided q would send attention to SDPA's slow math kernel
 
 
 def packing_available() -> bool:
