@@ -21,15 +21,18 @@ Readers: pyav, decord, and auto (the datasets' default: decord, with PyAV for th
 ``LONG_PREROLL`` or more frames after their key frame).
 
 Modes: eval = centred clip, centre crop; train = random start, random crop and flip. Both resize
-modes (crop, squash) at resolution 256. Median of N milliseconds per clip (train clips start at
-random frames, so the cost varies from clip to clip and a best-of would pick the luckiest start)
-of process CPU time, which other processes on a shared machine disturb less than wall time;
-the baselines and ours take turns. The ratio columns are baseline / ours and same reader / ours.
+modes (crop, squash) at resolution 256. Process CPU time (other processes on a shared machine
+disturb it less than wall time), in N rounds: in each round the baseline(s) and ours load the same
+clip one after the other (train: round i draws start, crop and flip from seed i, so the cost
+varies from clip to clip as in training). The ms columns are medians over rounds; the ratio
+columns (baseline / ours, same reader / ours) are medians of the per-round ratios, which pair
+runs that saw the same clip and about the same background load.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import tempfile
@@ -79,25 +82,31 @@ def reference_transform(frames: torch.Tensor, transform: VideoTransform, generat
     return rearrange(x, "t c h w -> c t h w").contiguous()
 
 
-def median_cpu_ms(fns, repeats: int) -> list[float]:
-    """Median process-CPU milliseconds of ``repeats`` runs of each function after one warm-up (page
-    cache, codec init); the functions take turns, so they see the same background load."""
+def cpu_ms(fns, repeats: int) -> list[list[float]]:
+    """Process-CPU milliseconds of ``repeats`` rounds (after one warm-up: page cache, codec init);
+    in round i every function loads the same clip (``fn(i)``), one after the other, so the
+    functions of a round see the same clip and about the same background load."""
     times: list[list[float]] = [[] for _ in fns]
     for i in range(repeats + 1):
         for fn, runs in zip(fns, times):
             start = time.process_time()
-            fn()
+            fn(i)
             if i > 0:
-                runs.append(time.process_time() - start)
-    return [1000 * statistics.median(runs) for runs in times]
+                runs.append(1000 * (time.process_time() - start))
+    return times
+
+
+def paired_ratio(slow: list[float], fast: list[float]) -> float:
+    """Median over rounds of slow / fast: robust to load that changes from round to round."""
+    return statistics.median(a / b for a, b in zip(slow, fast))
 
 
 def loader(path: Path, backend: str, train: bool, resize_mode: str, baseline: bool):
-    """One clip load (open, decode, transform) as a closure, ours or the baseline."""
+    """One clip load (open, decode, transform) as a function of the round (which seeds the clip)."""
     transform = VideoTransform(RESOLUTION, resize_mode, random_crop=train, random_flip=train)
-    rng, generator = random.Random(0), torch.Generator().manual_seed(0)
 
-    def run() -> torch.Tensor:
+    def run(round_index: int) -> torch.Tensor:
+        rng, generator = random.Random(round_index), torch.Generator().manual_seed(round_index)
         with open_video(path, backend) as reader:
             plan = plan_clip(reader.num_frames, CLIP, 1.0, train, rng=rng)
             if baseline:
@@ -123,7 +132,8 @@ def main() -> None:
             "mp4 h264": write_video(Path(tmp, "clip.mp4"), frames, FPS),
         }
         print(f"one {CLIP}-frame clip -> (3, {CLIP}, {RESOLUTION}, {RESOLUTION}) float32 from a {SECONDS} s {WIDTH}x{HEIGHT} "
-              f"{FPS} fps video, median of {args.repeats}, CPU ms per clip, {args.threads} torch thread(s)")
+              f"{FPS} fps video, {args.repeats} rounds, CPU ms per clip, {args.threads} torch thread(s), "
+              f"load average {os.getloadavg()[0]:.2f}")
         print(f"command: python benchmarks/bench_data.py --repeats {args.repeats} --threads {args.threads}")
         original = "decord" if video_reader.HAVE_DECORD else "pyav"
         print(f"{'video':<11}{'reader':<8}{'mode':<7}{'resize':<8}{f'baseline ({original}, all)':>22}"
@@ -136,11 +146,13 @@ def main() -> None:
                                 loader(path, backend, train, resize_mode, False)]
                         if backend != original:
                             runs.append(loader(path, backend, train, resize_mode, True))
-                        times = median_cpu_ms(runs, args.repeats)
-                        base, ours, same = times[0], times[1], times[-1] if backend != original else times[0]
+                        times = cpu_ms(runs, args.repeats)
+                        base, ours, same = times[0], times[1], times[2] if backend != original else times[0]
                         mode = "train" if train else "eval"
-                        print(f"{name:<11}{backend:<8}{mode:<7}{resize_mode:<8}{base:>22.1f}{same:>18.1f}{ours:>7.1f}"
-                              f"{base / ours:>6.1f}x{same / ours:>8.1f}x", flush=True)
+                        print(f"{name:<11}{backend:<8}{mode:<7}{resize_mode:<8}{statistics.median(base):>22.1f}"
+                              f"{statistics.median(same):>18.1f}{statistics.median(ours):>7.1f}"
+                              f"{paired_ratio(base, ours):>6.1f}x{paired_ratio(same, ours):>8.1f}x", flush=True)
+        print(f"load average at the end {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ oneDNN weights (`StepLinears`) at 1, 2 and 8 rows, each call reading a weight th
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import torch
@@ -110,7 +111,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"device {args.device}, torch threads {torch.get_num_threads()}, best of {args.repeats}; "
-          f"tokens/s = batch x L / wall s; CFG/plain from process CPU seconds (robust to other load)")
+          f"tokens/s = batch x L / wall s; CFG/plain from process CPU seconds (robust to other load); "
+          f"load average {os.getloadavg()[0]:.2f}")
     print(f"command: python benchmarks/bench_generator.py --device {args.device} --paper-depth {args.paper_depth} "
           f"--batch-sizes {' '.join(map(str, args.batch_sizes))} --repeats {args.repeats} --threads {args.threads}"
           + (" --skip-naive" if args.skip_naive else "") + (" --kernels" if args.kernels else ""))
@@ -137,6 +139,7 @@ def main() -> None:
                   flush=True)
     if args.kernels and packing:
         kernel_table(args.repeats)
+    print(f"load average at the end {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":
