@@ -7,22 +7,32 @@ avi (what UCF-101 ships) and as H.264 mp4 (x264's default key-frame interval of 
 frame), to a temporary folder. Per reader and mode it times, opening the file afresh each time as
 the dataset does per item:
 
-* baseline: decode every frame of the video, keep the clip's 17, then the float transform this
-  project used before (uint8 -> float32 per clip, antialiased bilinear resize in float, normalise;
-  kept below as ``reference_transform``). The original decoded every frame with decord
-  ``get_batch(arange(len))`` too;
-* ours: decode only the clip's frames (`sweettok.data.video_reader`) and `VideoTransform` (resize in
-  uint8, one batched op, one float copy).
+* baseline, the original's loader: decode every frame of the video with decord
+  ``get_batch(arange(len))`` (PyAV when decord is not installed), keep the clip's 17, then the
+  float transform this project used before (uint8 -> float32 per clip, antialiased bilinear
+  resize in float, normalise; kept below as ``reference_transform``);
+* same reader, all frames: the baseline with the row's own reader decoding every frame (so the
+  ratio to it isolates decoding only the clip's frames from the reader's speed);
+* ours: decode only the clip's frames (`sweettok.data.video_reader`: from the key frame before the
+  clip, PyAV skipping the non-reference frames before it) and `VideoTransform` (resize in uint8,
+  one batched op, one float copy).
+
+Readers: pyav, decord, and auto (the datasets' default: decord, with PyAV for the clips that start
+``LONG_PREROLL`` or more frames after their key frame).
 
 Modes: eval = centred clip, centre crop; train = random start, random crop and flip. Both resize
-modes (crop, squash) at resolution 256. Median of N milliseconds per clip (train clips start at
-random frames, so the cost varies from clip to clip and a best-of would pick the luckiest start);
-the ratio column is baseline / ours.
+modes (crop, squash) at resolution 256. Process CPU time (other processes on a shared machine
+disturb it less than wall time), in N rounds: in each round the baseline(s) and ours load the same
+clip one after the other (train: round i draws start, crop and flip from seed i, so the cost
+varies from clip to clip as in training). The ms columns are medians over rounds; the ratio
+columns (baseline / ours, same reader / ours) are medians of the per-round ratios, which pair
+runs that saw the same clip and about the same background load.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import tempfile
@@ -72,23 +82,31 @@ def reference_transform(frames: torch.Tensor, transform: VideoTransform, generat
     return rearrange(x, "t c h w -> c t h w").contiguous()
 
 
-def median_ms(fn, repeats: int) -> float:
-    """Median of ``repeats`` runs after one warm-up (page cache, codec init), in milliseconds."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
+def cpu_ms(fns, repeats: int) -> list[list[float]]:
+    """Process-CPU milliseconds of ``repeats`` rounds (after one warm-up: page cache, codec init);
+    in round i every function loads the same clip (``fn(i)``), one after the other, so the
+    functions of a round see the same clip and about the same background load."""
+    times: list[list[float]] = [[] for _ in fns]
+    for i in range(repeats + 1):
+        for fn, runs in zip(fns, times):
+            start = time.process_time()
+            fn(i)
+            if i > 0:
+                runs.append(1000 * (time.process_time() - start))
+    return times
+
+
+def paired_ratio(slow: list[float], fast: list[float]) -> float:
+    """Median over rounds of slow / fast: robust to load that changes from round to round."""
+    return statistics.median(a / b for a, b in zip(slow, fast))
 
 
 def loader(path: Path, backend: str, train: bool, resize_mode: str, baseline: bool):
-    """One clip load (open, decode, transform) as a closure, ours or the baseline."""
+    """One clip load (open, decode, transform) as a function of the round (which seeds the clip)."""
     transform = VideoTransform(RESOLUTION, resize_mode, random_crop=train, random_flip=train)
-    rng, generator = random.Random(0), torch.Generator().manual_seed(0)
 
-    def run() -> torch.Tensor:
+    def run(round_index: int) -> torch.Tensor:
+        rng, generator = random.Random(round_index), torch.Generator().manual_seed(round_index)
         with open_video(path, backend) as reader:
             plan = plan_clip(reader.num_frames, CLIP, 1.0, train, rng=rng)
             if baseline:
@@ -106,7 +124,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (a DataLoader worker uses 1)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    backends = ["pyav"] + (["decord"] if video_reader.HAVE_DECORD else [])
+    backends = ["pyav"] + (["decord", "auto"] if video_reader.HAVE_DECORD else [])
     frames = moving_frames(FPS * SECONDS)
     with tempfile.TemporaryDirectory() as tmp:
         videos = {
@@ -114,18 +132,27 @@ def main() -> None:
             "mp4 h264": write_video(Path(tmp, "clip.mp4"), frames, FPS),
         }
         print(f"one {CLIP}-frame clip -> (3, {CLIP}, {RESOLUTION}, {RESOLUTION}) float32 from a {SECONDS} s {WIDTH}x{HEIGHT} "
-              f"{FPS} fps video, median of {args.repeats}, ms per clip, {args.threads} torch thread(s)")
+              f"{FPS} fps video, {args.repeats} rounds, CPU ms per clip, {args.threads} torch thread(s), "
+              f"load average {os.getloadavg()[0]:.2f}")
         print(f"command: python benchmarks/bench_data.py --repeats {args.repeats} --threads {args.threads}")
-        print(f"{'video':<11}{'reader':<8}{'mode':<7}{'resize':<8}{'baseline (all frames)':>22}{'ours':>8}{'ratio':>8}")
+        original = "decord" if video_reader.HAVE_DECORD else "pyav"
+        print(f"{'video':<11}{'reader':<8}{'mode':<7}{'resize':<8}{f'baseline ({original}, all)':>22}"
+              f"{'same reader, all':>18}{'ours':>7}{'ratio':>7}{'vs same':>9}")
         for name, path in videos.items():
             for backend in backends:
                 for train in (False, True):
                     for resize_mode in ("crop", "squash"):
-                        base = median_ms(loader(path, backend, train, resize_mode, True), max(3, args.repeats // 2))
-                        ours = median_ms(loader(path, backend, train, resize_mode, False), args.repeats)
+                        runs = [loader(path, original, train, resize_mode, True),
+                                loader(path, backend, train, resize_mode, False)]
+                        if backend != original:
+                            runs.append(loader(path, backend, train, resize_mode, True))
+                        times = cpu_ms(runs, args.repeats)
+                        base, ours, same = times[0], times[1], times[2] if backend != original else times[0]
                         mode = "train" if train else "eval"
-                        print(f"{name:<11}{backend:<8}{mode:<7}{resize_mode:<8}{base:>22.1f}{ours:>8.1f}"
-                              f"{base / ours:>7.1f}x", flush=True)
+                        print(f"{name:<11}{backend:<8}{mode:<7}{resize_mode:<8}{statistics.median(base):>22.1f}"
+                              f"{statistics.median(same):>18.1f}{statistics.median(ours):>7.1f}"
+                              f"{paired_ratio(base, ours):>6.1f}x{paired_ratio(same, ours):>8.1f}x", flush=True)
+        print(f"load average at the end {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -80,3 +80,53 @@ def test_out_of_range_indices_are_rejected(tmp_path):
     path = write_video(tmp_path / "clip.mp4", patterned_frames(5), fps=5)
     with open_video(path) as reader, pytest.raises(IndexError, match="outside 0..4"):
         reader.get_frames([2, 5])
+
+
+def long_gop_mp4(path, num_frames: int = 150):
+    """H.264 with one key frame and B-frames (x264 veryfast: 3 B-frames, pyramid), plus its plain decode."""
+    import av
+    from av.video.frame import PictureType
+
+    ys, xs = np.mgrid[0:48, 0:64]
+    frames = np.stack([np.stack([(xs * 2 + t * 3) % 256, (ys * 4 + t) % 256, np.full_like(xs, 2 * t % 256)], -1)
+                       for t in range(num_frames)]).astype(np.uint8)
+    write_video(path, frames, fps=25, options={"g": "1000", "sc_threshold": "0"})  # no scene-cut key frames
+    with av.open(str(path)) as container:
+        decoded = [(frame.to_ndarray(format="rgb24"), frame.pict_type == PictureType.B, frame.key_frame)
+                   for frame in container.decode(video=0)]
+    plain = np.stack([d[0] for d in decoded])
+    assert sum(d[2] for d in decoded) == 1 and sum(d[1] for d in decoded) > num_frames // 4
+    return plain
+
+
+def test_pyav_skips_non_reference_frames_and_returns_a_plain_decode(tmp_path):
+    plain = long_gop_mp4(tmp_path / "gop.mp4")
+    for indices in (range(66, 83), range(130, 147), range(5, 150, 9), [149, 3, 3, 77]):
+        reader = PyAVReader(tmp_path / "gop.mp4")
+        out = reader.get_frames(list(indices))
+        assert np.array_equal(out, plain[list(indices)])  # bit-identical
+        # From the key frame at 0 to the last frame wanted, the skipped B-frames were never decoded.
+        assert reader.frames_decoded < max(indices) + 1 - 10
+
+
+def test_pyav_windows_in_order_continue_one_decode(tmp_path):
+    plain = long_gop_mp4(tmp_path / "gop.mp4")
+    reader = PyAVReader(tmp_path / "gop.mp4")
+    for start in range(0, 150 - 16, 17):
+        assert np.array_equal(reader.get_frames(list(range(start, start + 17))), plain[start:start + 17])
+    assert reader.frames_decoded <= 150  # each frame once: no seek back to the key frame per window
+    assert np.array_equal(reader.get_frames([20, 21]), plain[[20, 21]])  # backwards: a fresh seek
+
+
+@pytest.mark.skipif(not video_reader.HAVE_DECORD, reason="decord not installed")
+def test_auto_reads_a_long_pre_roll_with_pyav(tmp_path):
+    plain = long_gop_mp4(tmp_path / "gop.mp4")
+    first = video_reader.LONG_PREROLL + 10
+    with open_video(tmp_path / "gop.mp4") as auto, open_video(tmp_path / "gop.mp4", "decord") as decord_only:
+        assert np.array_equal(auto.get_frames(list(range(17))), plain[:17])
+        assert auto._pyav is None  # near the key frame: decord
+        clip = list(range(first, first + 17))
+        out = auto.get_frames(clip)
+        assert auto._pyav is not None and auto._pyav.frames_decoded < first + 17
+        assert np.array_equal(out, plain[clip]) and np.array_equal(out, decord_only.get_frames(clip))
+        assert decord_only._pyav is None  # backend "decord" stays decord

@@ -205,7 +205,7 @@ def test_batched_cfg_gives_the_two_pass_tokens(batch):
 
 
 def test_step_linear_matches_linear():
-    from sweettok.models.generator import step_linear
+    from sweettok.models.step_linear import step_linear
 
     g = torch.Generator().manual_seed(0)
     x, weight, bias = torch.randn(2, 48, generator=g), torch.randn(96, 48, generator=g), torch.randn(96, generator=g)

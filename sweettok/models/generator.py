@@ -26,14 +26,17 @@ from einops import rearrange
 from torch import nn
 
 from sweettok.config import GeneratorConfig
+from sweettok.models.step_linear import StepLinears
 from sweettok.token_layout import TokenLayout, TokenVocabulary
 
 
 class KVCache:
-    """Per-layer key/value buffers (B, heads, block, head_dim), allocated on first write."""
+    """Per-layer key/value buffers (B, heads, block, head_dim), allocated on first write, and the
+    `StepLinears` (packed weights) of the same sampling call."""
 
     def __init__(self, depth: int, block_size: int) -> None:
         self.block_size = block_size
+        self.linear = StepLinears()
         self.keys: list[Optional[torch.Tensor]] = [None] * depth
         self.values: list[Optional[torch.Tensor]] = [None] * depth
 
@@ -47,23 +50,6 @@ class KVCache:
         self.keys[layer][:, :, pos:end] = k
         self.values[layer][:, :, pos:end] = v
         return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
-
-
-# Rows up to which a CPU decoding step computes ``W @ x.T`` instead of ``x @ W.T``: for 2-4 rows
-# (CFG at batch 1-2) MKL's sgemm repacks the weight on every call and costs about twice a
-# one-row gemv; the transposed product streams the weight about once, as a gemv does (measured
-# with benchmarks/bench_generator.py). It loses on weights wider than tall (the MLP's down-projection).
-STEP_ROWS = 4
-
-
-def step_linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """``F.linear(x, weight, bias)`` for the (R, in) rows of one inference decoding step."""
-    rows, width = x.shape
-    if not (1 < rows <= STEP_ROWS and x.device.type == "cpu" and not torch.is_grad_enabled()
-            and weight.shape[0] >= width and x.dtype == weight.dtype == torch.float32):
-        return F.linear(x, weight, bias)
-    out = torch.mm(weight, x.T) if bias is None else torch.addmm(bias[:, None], weight, x.T)  # (out, R)
-    return out.T
 
 
 class CausalSelfAttention(nn.Module):
@@ -91,11 +77,11 @@ class CausalSelfAttention(nn.Module):
 
     def step(self, x: torch.Tensor, cache: KVCache, layer: int, pos: int) -> torch.Tensor:
         """One inference token per row: x (R, D) at ``pos`` -> (R, D), through the cache."""
-        qkv = step_linear(x, self.qkv.weight, self.qkv.bias)
+        qkv = cache.linear(x, self.qkv.weight, self.qkv.bias)
         q, k, v = rearrange(qkv, "b (three h d) -> three b h 1 d", three=3, h=self.heads)  # (R, h, 1, d)
         k, v = cache.update(layer, k, v, pos)
         y = F.scaled_dot_product_attention(q, k, v)  # one query sees the whole cache
-        return step_linear(rearrange(y, "b h 1 d -> b (h d)"), self.proj.weight, self.proj.bias)
+        return cache.linear(rearrange(y, "b h 1 d -> b (h d)"), self.proj.weight, self.proj.bias)
 
 
 class Block(nn.Module):
@@ -117,7 +103,7 @@ class Block(nn.Module):
         """`forward` of one inference token per row: x (R, D) -> (R, D)."""
         x = x + self.attn.step(self.ln1(x), cache, layer, pos)
         fc1, gelu, fc2 = self.mlp[0], self.mlp[1], self.mlp[2]
-        return x + step_linear(gelu(step_linear(self.ln2(x), fc1.weight, fc1.bias)), fc2.weight, fc2.bias)
+        return x + cache.linear(gelu(cache.linear(self.ln2(x), fc1.weight, fc1.bias)), fc2.weight, fc2.bias)
 
 
 class ClassConditionalGPT(nn.Module):
@@ -183,7 +169,7 @@ class ClassConditionalGPT(nn.Module):
         return self.head(self.hidden_states(inputs, class_ids))
 
     def new_cache(self) -> KVCache:
-        """An empty KV cache for `forward_step`."""
+        """An empty KV cache for `forward_step`; one per sampling call (it keeps packed weight copies)."""
         return KVCache(self.cfg.depth, self.block_size)
 
     def forward_step(self, tokens: torch.Tensor, cache: KVCache, pos: int,
@@ -205,7 +191,7 @@ class ClassConditionalGPT(nn.Module):
                 x = block.step(x, cache, layer, pos)
         x = self.final_norm(x)  # (B, D)
         lo, hi = code_range if code_range is not None else (0, self.head.out_features)
-        return step_linear(x, self.head.weight[lo:hi])
+        return cache.linear(x, self.head.weight[lo:hi])
 
     # ------------------------------------------------------------------ training
 
