@@ -19,7 +19,7 @@ def patterned_frames(num_frames: int, size: int = 32) -> np.ndarray:
     return np.clip(np.stack(frames), 0, 255).astype(np.uint8)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", ["auto"] + BACKENDS)
 @pytest.mark.parametrize(
     "name, codec, lossless, tolerance",
     [("clip.mp4", "libx264", True, 3), ("clip.mkv", "ffv1", True, 0), ("clip.webm", "libvpx-vp9", True, 3)],
@@ -38,7 +38,7 @@ def test_reader_returns_the_frames_written(tmp_path, backend, name, codec, lossl
     assert np.abs(again.astype(int) - frames[[0, 1]]).max() <= tolerance
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", ["auto"] + BACKENDS)
 def test_avi_mpeg4_frames_match_nearest_written_frame(tmp_path, backend):
     frames = patterned_frames(24)
     path = write_video(tmp_path / "clip.avi", frames, fps=25)  # MPEG-4 part 2, lossy like XviD
@@ -119,10 +119,11 @@ def test_pyav_windows_in_order_continue_one_decode(tmp_path):
 
 
 @pytest.mark.skipif(not video_reader.HAVE_DECORD, reason="decord not installed")
-def test_auto_reads_a_long_pre_roll_with_pyav(tmp_path):
-    plain = long_gop_mp4(tmp_path / "gop.mp4")
+def test_auto_on_decord_reads_a_long_pre_roll_with_pyav(tmp_path):
+    plain = long_gop_mp4(tmp_path / "gop.mkv")  # mkv: auto reads it with decord
     first = video_reader.LONG_PREROLL + 10
-    with open_video(tmp_path / "gop.mp4") as auto, open_video(tmp_path / "gop.mp4", "decord") as decord_only:
+    with open_video(tmp_path / "gop.mkv") as auto, open_video(tmp_path / "gop.mkv", "decord") as decord_only:
+        assert isinstance(auto, video_reader.DecordReader)
         assert np.array_equal(auto.get_frames(list(range(17))), plain[:17])
         assert auto._pyav is None  # near the key frame: decord
         clip = list(range(first, first + 17))
@@ -130,3 +131,56 @@ def test_auto_reads_a_long_pre_roll_with_pyav(tmp_path):
         assert auto._pyav is not None and auto._pyav.frames_decoded < first + 17
         assert np.array_equal(out, plain[clip]) and np.array_equal(out, decord_only.get_frames(clip))
         assert decord_only._pyav is None  # backend "decord" stays decord
+
+
+@pytest.mark.skipif(not video_reader.HAVE_DECORD, reason="decord not installed")
+@pytest.mark.parametrize("name, expected", [("clip.mp4", "PyAVReader"), ("clip.avi", "PyAVReader"),
+                                            ("clip.mov", "PyAVReader"), ("clip.mkv", "DecordReader"),
+                                            ("clip.webm", "DecordReader")])
+def test_auto_reads_counted_containers_with_pyav_and_mkv_webm_with_decord(tmp_path, name, expected):
+    frames = patterned_frames(30)
+    path = write_video(tmp_path / name, frames, fps=10)
+    with open_video(path) as auto, open_video(path, "pyav") as pyav, open_video(path, "decord") as decord_only:
+        assert type(auto).__name__ == expected
+        assert type(pyav).__name__ == "PyAVReader" and type(decord_only).__name__ == "DecordReader"
+        assert auto.num_frames == decord_only.num_frames == 30  # the stored (or counted) frame count
+        indices = [0, 9, 10, 11, 29, 17, 17]
+        out = auto.get_frames(indices)
+        assert np.array_equal(out, pyav.get_frames(indices)) and np.array_equal(out, decord_only.get_frames(indices))
+
+
+@pytest.mark.skipif(not video_reader.HAVE_DECORD, reason="decord not installed")
+def test_backends_give_identical_pixels_on_a_one_key_frame_mp4(tmp_path):
+    plain = long_gop_mp4(tmp_path / "gop.mp4")
+    for indices in (range(0, 17), range(66, 83), range(133, 150), [149, 3, 3, 77]):
+        clips = []
+        for backend in ("auto", "pyav", "decord"):
+            with open_video(tmp_path / "gop.mp4", backend) as reader:
+                assert reader.num_frames == 150
+                clips.append(reader.get_frames(list(indices)))
+        assert all(np.array_equal(clip, plain[list(indices)]) for clip in clips)
+
+
+@pytest.mark.skipif(not video_reader.HAVE_DECORD, reason="decord not installed")
+def test_auto_falls_back_to_decord_when_pyav_fails_to_decode(tmp_path, monkeypatch):
+    path = write_video(tmp_path / "clip.mp4", patterned_frames(20), fps=10)
+    with open_video(path) as auto, open_video(path, "decord") as decord_only:
+        assert isinstance(auto, PyAVReader)
+        monkeypatch.setattr(PyAVReader, "_decode_range", lambda *args, **kwargs: {})  # decodes nothing
+        assert np.array_equal(auto.get_frames([4, 5]), decord_only.get_frames([4, 5]))
+    with open_video(path, "pyav") as pyav_only, pytest.raises(VideoReadError, match="clip.mp4: pyav: none of frames"):
+        pyav_only.get_frames([4, 5])  # an explicit backend has no fallback
+
+
+@pytest.mark.skipif(not video_reader.HAVE_DECORD, reason="decord not installed")
+def test_auto_uses_decord_when_pyav_has_no_stored_frame_count(tmp_path, monkeypatch):
+    path = write_video(tmp_path / "clip.mp4", patterned_frames(20), fps=10)
+    opened = PyAVReader.__init__
+
+    def uncounted(self, *args, **kwargs):
+        opened(self, *args, **kwargs)
+        self.frame_count_stored = False  # as in a fragmented mp4
+
+    monkeypatch.setattr(PyAVReader, "__init__", uncounted)
+    with open_video(path) as auto:
+        assert isinstance(auto, video_reader.DecordReader) and auto.num_frames == 20
