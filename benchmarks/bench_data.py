@@ -2,9 +2,9 @@
 
     python benchmarks/bench_data.py [--repeats 9] [--threads 1]
 
-Writes a 7 s, 25 fps, 320x240 video (the size of UCF-101's clips) with PyAV twice, as MPEG-4 part 2
-avi (what UCF-101 ships) and as H.264 mp4 (x264's default key-frame interval of 250, so one key
-frame), to a temporary folder. Per reader and mode it times, opening the file afresh each time as
+Writes a 7 s, 25 fps, 320x240 video (the size of UCF-101's clips) with PyAV three times, as MPEG-4
+part 2 avi (what UCF-101 ships), as H.264 mp4 (x264's default key-frame interval of 250, so one key
+frame) and as the same H.264 in mkv (a container that stores no frame count), to a temporary folder. Per reader and mode it times, opening the file afresh each time as
 the dataset does per item:
 
 * baseline, the original's loader: decode every frame of the video with decord
@@ -17,8 +17,9 @@ the dataset does per item:
   clip, PyAV skipping the non-reference frames before it) and `VideoTransform` (resize in uint8,
   one batched op, one float copy).
 
-Readers: pyav, decord, and auto (the datasets' default: decord, with PyAV for the clips that start
-``LONG_PREROLL`` or more frames after their key frame).
+Readers: pyav, decord, and auto (the datasets' default: PyAV for containers that store their frame
+count, here avi and mp4; decord for mkv/webm, with PyAV for the clips that start ``LONG_PREROLL`` or
+more frames after their key frame).
 
 Modes: eval = centred clip, centre crop; train = random start, random crop and flip. Both resize
 modes (crop, squash) at resolution 256. Process CPU time (other processes on a shared machine
@@ -130,6 +131,7 @@ def main() -> None:
         videos = {
             "avi mpeg4": write_video(Path(tmp, "clip.avi"), frames, FPS),
             "mp4 h264": write_video(Path(tmp, "clip.mp4"), frames, FPS),
+            "mkv h264": write_video(Path(tmp, "clip.mkv"), frames, FPS),
         }
         print(f"one {CLIP}-frame clip -> (3, {CLIP}, {RESOLUTION}, {RESOLUTION}) float32 from a {SECONDS} s {WIDTH}x{HEIGHT} "
               f"{FPS} fps video, {args.repeats} rounds, CPU ms per clip, {args.threads} torch thread(s), "

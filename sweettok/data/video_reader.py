@@ -218,11 +218,12 @@ class PyAVReader(VideoReader):
         """(index, frame) from the demuxer's position on; packets shown before ``self._last`` that
         are not in ``self._needed`` are decoded with ``skip_frame = NONREF``."""
         context = self._stream.codec_context
-        counter = -1
+        counter, skipping = -1, None
         for packet in self._container.demux(self._stream):
             shown = self._frame_index(packet.pts)  # -1 (no time): decoded in full
             skip = 0 <= shown < self._last and shown not in self._needed
-            context.skip_frame = "NONREF" if skip else "DEFAULT"
+            if skip is not skipping:  # set on change only: each assignment parses the name
+                context.skip_frame, skipping = ("NONREF" if skip else "DEFAULT"), skip
             for frame in packet.decode():
                 self.frames_decoded += 1
                 index = self._frame_index(frame.pts)
