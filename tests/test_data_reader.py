@@ -119,11 +119,12 @@ def test_pyav_windows_in_order_continue_one_decode(tmp_path):
 
 
 @pytest.mark.skipif(not video_reader.HAVE_DECORD, reason="decord not installed")
-def test_auto_on_decord_reads_a_long_pre_roll_with_pyav(tmp_path):
-    plain = long_gop_mp4(tmp_path / "gop.mkv")  # mkv: auto reads it with decord
+def test_decord_with_fallback_reads_a_long_pre_roll_with_pyav(tmp_path):
+    plain = long_gop_mp4(tmp_path / "gop.mp4")
     first = video_reader.LONG_PREROLL + 10
-    with open_video(tmp_path / "gop.mkv") as auto, open_video(tmp_path / "gop.mkv", "decord") as decord_only:
-        assert isinstance(auto, video_reader.DecordReader)
+    # auto's reader for a file PyAV cannot open, against backend "decord"
+    with video_reader.DecordReader(tmp_path / "gop.mp4", fallback=True) as auto, \
+            open_video(tmp_path / "gop.mp4", "decord") as decord_only:
         assert np.array_equal(auto.get_frames(list(range(17))), plain[:17])
         assert auto._pyav is None  # near the key frame: decord
         clip = list(range(first, first + 17))
@@ -134,31 +135,46 @@ def test_auto_on_decord_reads_a_long_pre_roll_with_pyav(tmp_path):
 
 
 @pytest.mark.skipif(not video_reader.HAVE_DECORD, reason="decord not installed")
-@pytest.mark.parametrize("name, expected", [("clip.mp4", "PyAVReader"), ("clip.avi", "PyAVReader"),
-                                            ("clip.mov", "PyAVReader"), ("clip.mkv", "DecordReader"),
-                                            ("clip.webm", "DecordReader")])
-def test_auto_reads_counted_containers_with_pyav_and_mkv_webm_with_decord(tmp_path, name, expected):
+@pytest.mark.parametrize("name", ["clip.mp4", "clip.avi", "clip.mov", "clip.mkv", "clip.webm"])
+def test_auto_reads_with_pyav_and_counts_like_decord(tmp_path, name):
     frames = patterned_frames(30)
     path = write_video(tmp_path / name, frames, fps=10)
     with open_video(path) as auto, open_video(path, "pyav") as pyav, open_video(path, "decord") as decord_only:
-        assert type(auto).__name__ == expected
-        assert type(pyav).__name__ == "PyAVReader" and type(decord_only).__name__ == "DecordReader"
-        assert auto.num_frames == decord_only.num_frames == 30  # the stored (or counted) frame count
+        assert isinstance(auto, PyAVReader) and isinstance(decord_only, video_reader.DecordReader)
+        assert auto.num_frames == decord_only.num_frames == 30
         indices = [0, 9, 10, 11, 29, 17, 17]
         out = auto.get_frames(indices)
         assert np.array_equal(out, pyav.get_frames(indices)) and np.array_equal(out, decord_only.get_frames(indices))
 
 
-@pytest.mark.skipif(not video_reader.HAVE_DECORD, reason="decord not installed")
-def test_backends_give_identical_pixels_on_a_one_key_frame_mp4(tmp_path):
-    plain = long_gop_mp4(tmp_path / "gop.mp4")
-    for indices in (range(0, 17), range(66, 83), range(133, 150), [149, 3, 3, 77]):
-        clips = []
-        for backend in ("auto", "pyav", "decord"):
-            with open_video(tmp_path / "gop.mp4", backend) as reader:
-                assert reader.num_frames == 150
-                clips.append(reader.get_frames(list(indices)))
-        assert all(np.array_equal(clip, plain[list(indices)]) for clip in clips)
+def mkv_with_longer_audio(path, frames: np.ndarray, fps: int = 10, audio_seconds: float = 5.0):
+    """H.264 video in mkv (no stored frame count) beside a longer audio track: the duration overstates the video."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        audio = container.add_stream("pcm_s16le", rate=8000, layout="mono")
+        for array in frames:
+            container.mux(video.encode(av.VideoFrame.from_ndarray(array, format="rgb24")))
+        container.mux(video.encode())
+        for i in range(int(audio_seconds * 10)):
+            chunk = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.int16), format="s16", layout="mono")
+            chunk.sample_rate, chunk.pts = 8000, i * 800
+            container.mux(audio.encode(chunk))
+        container.mux(audio.encode())
+    return path
+
+
+def test_auto_counts_mkv_frames_where_the_duration_misleads(tmp_path):
+    path = mkv_with_longer_audio(tmp_path / "clip.mkv", patterned_frames(30))
+    with open_video(path) as auto, open_video(path, "pyav") as pyav_only:
+        assert isinstance(auto, PyAVReader) and auto.num_frames == 30  # packets counted
+        assert pyav_only.num_frames == 50  # backend "pyav" keeps the duration x rate estimate
+        assert np.array_equal(auto.get_frames([29]), pyav_only.get_frames([29]))
+    if video_reader.HAVE_DECORD:
+        with open_video(path, "decord") as decord_only:
+            assert decord_only.num_frames == 30
 
 
 @pytest.mark.skipif(not video_reader.HAVE_DECORD, reason="decord not installed")
@@ -173,14 +189,26 @@ def test_auto_falls_back_to_decord_when_pyav_fails_to_decode(tmp_path, monkeypat
 
 
 @pytest.mark.skipif(not video_reader.HAVE_DECORD, reason="decord not installed")
-def test_auto_uses_decord_when_pyav_has_no_stored_frame_count(tmp_path, monkeypatch):
+def test_auto_opens_with_decord_when_pyav_cannot(tmp_path, monkeypatch):
     path = write_video(tmp_path / "clip.mp4", patterned_frames(20), fps=10)
-    opened = PyAVReader.__init__
 
-    def uncounted(self, *args, **kwargs):
-        opened(self, *args, **kwargs)
-        self.frame_count_stored = False  # as in a fragmented mp4
+    def unopenable(self, path, *args, **kwargs):
+        raise VideoReadError(path, "pyav: simulated")
 
-    monkeypatch.setattr(PyAVReader, "__init__", uncounted)
+    monkeypatch.setattr(PyAVReader, "__init__", unopenable)
     with open_video(path) as auto:
         assert isinstance(auto, video_reader.DecordReader) and auto.num_frames == 20
+    with pytest.raises(VideoReadError, match="pyav: simulated"):
+        open_video(path, "pyav")
+
+
+@pytest.mark.skipif(not video_reader.HAVE_DECORD, reason="decord not installed")
+def test_backends_give_identical_pixels_on_a_one_key_frame_mp4(tmp_path):
+    plain = long_gop_mp4(tmp_path / "gop.mp4")
+    for indices in (range(0, 17), range(66, 83), range(133, 150), [149, 3, 3, 77]):
+        clips = []
+        for backend in ("auto", "pyav", "decord"):
+            with open_video(tmp_path / "gop.mp4", backend) as reader:
+                assert reader.num_frames == 150
+                clips.append(reader.get_frames(list(indices)))
+        assert all(np.array_equal(clip, plain[list(indices)]) for clip in clips)

@@ -7,12 +7,12 @@ the first one; decord's ``get_batch`` seeks to the key frame before each request
 and decodes everything from there. Either way the cost of a 17-frame clip depends on the clip and
 the key-frame spacing, not on the length of the video.
 
-Backend ``auto`` (the default) picks by container, as measured in ``benchmarks/bench_data.py``:
-PyAV, the faster reader on every clip measured (avi and mp4: same pixels, same frame count), for
-containers that store their frame count (mp4, avi, mov, m4v); decord for mkv/webm, which store
-none, so PyAV would have to estimate it from the duration while decord counts the frames. Each
-falls back to the other when it cannot open or decode a file. Any failure surfaces as
-``VideoReadError`` naming the file.
+Backend ``auto`` (the default) uses PyAV, the faster reader on every clip measured in
+``benchmarks/bench_data.py`` (avi, mp4, mkv: same pixels, same frame count), and decord when PyAV
+cannot open or decode a file (and the reverse on decord). mkv/webm store no frame count: ``auto``
+counts their packets by demuxing (no decoding; what decord's index counts, and cheaper than
+decord's open), while backend ``pyav`` estimates the count from the duration. Any failure surfaces
+as ``VideoReadError`` naming the file.
 """
 
 from __future__ import annotations
@@ -30,11 +30,9 @@ logger = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".webm", ".mkv", ".mov", ".m4v")
 BACKENDS = ("auto", "decord", "pyav")
-# Backend "auto": containers without a stored frame count, read with decord (exact count) first.
-UNCOUNTED_EXTENSIONS = (".mkv", ".webm")
 
-# Backend "auto" on decord (mkv/webm): a clip whose first frame lies this many frames or more after
-# its key frame is decoded by PyAV, which skips the pre-roll's non-reference frames; decord decodes
+# Backend "auto" on decord (a file PyAV cannot open): a clip whose first frame lies this many frames
+# or more after its key frame is decoded by PyAV, which skips the pre-roll's non-reference frames; decord decodes
 # them all. On a one-key-frame H.264 mp4 (bench_data.py) the centre clip costs decord about 1.4x
 # PyAV's time. The same distance bounds how far PyAV continues a decode instead of seeking.
 LONG_PREROLL = 32
@@ -154,10 +152,12 @@ class PyAVReader(VideoReader):
     """PyAV: seek to the key frame before the first needed frame, decode up to the last one
     (or continue the previous call's decode when the clip starts just after it).
 
-    With ``fallback`` (backend "auto") decord decodes the clips PyAV fails on.
+    With ``fallback`` (backend "auto") decord decodes the clips PyAV fails on. ``count_frames``: a
+    container that stores no frame count (mkv/webm) has its packets counted, not its duration x rate.
     """
 
-    def __init__(self, path: str | os.PathLike, num_threads: int = 1, fallback: bool = False):
+    def __init__(self, path: str | os.PathLike, num_threads: int = 1, fallback: bool = False,
+                 count_frames: bool = False):
         self.path = os.fspath(path)
         self._fallback = fallback and HAVE_DECORD
         self._decord: DecordReader | None = None  # opened when PyAV fails on a clip
@@ -173,10 +173,9 @@ class PyAVReader(VideoReader):
             raise
         except Exception as err:  # av.FFmpegError and friends
             raise VideoReadError(self.path, f"pyav: {str(err).splitlines()[0][:200]}") from None
-        self.frame_count_stored = bool(self._stream.frames)  # else estimated from the duration
         rate = self._stream.average_rate or self._stream.guessed_rate or 0
         self.fps = float(rate)
-        self.num_frames = self._count_frames()
+        self.num_frames = self._count_frames(count_frames)
         self.frames_decoded = 0
         # One reformatter for all frames, one thread: 3-4x faster than ``to_ndarray(format=...)``,
         # which sets up a new converter with its own threads per frame; the pixels are the same.
@@ -190,8 +189,9 @@ class PyAVReader(VideoReader):
         self._needed: set[int] = set()  # the current range's frames and its last one: the rest
         self._last = 0  # before ``_last`` may skip non-reference frames
 
-    def _count_frames(self) -> int:
-        """Container frame count, else duration x rate (mkv/webm do not store a count)."""
+    def _count_frames(self, exact: bool) -> int:
+        """Container frame count; else (mkv/webm store none) the packets counted when ``exact``,
+        else duration x rate."""
         if self._stream.frames:
             return int(self._stream.frames)
         duration = None
@@ -199,11 +199,14 @@ class PyAVReader(VideoReader):
             duration = float(self._stream.duration * self._stream.time_base)
         elif self._container.duration is not None:
             duration = self._container.duration / 1_000_000  # av.time_base is microseconds
-        if duration and self.fps > 0:
+        if duration and self.fps > 0 and not exact:
             return max(1, int(math.floor(duration * self.fps + 0.5)))
-        # No metadata at all: count by demuxing packets (no decoding).
-        count = sum(1 for p in self._container.demux(self._stream) if p.size)
-        self._container.seek(0)
+        # Count by demuxing packets (no decoding): ~1 ms for 175 packets of mkv, less than decord's open.
+        try:
+            count = sum(1 for p in self._container.demux(self._stream) if p.size)
+            self._container.seek(0)
+        except Exception as err:  # av.FFmpegError and friends
+            raise VideoReadError(self.path, f"pyav: {str(err).splitlines()[0][:200]}") from None
         if count == 0:
             raise VideoReadError(self.path, "pyav: no frames")
         return count
@@ -318,8 +321,8 @@ def _check_indices(indices: Sequence[int], num_frames: int, path: str) -> list[i
 
 
 def open_video(path: str | os.PathLike, backend: str = "auto", num_threads: int = 1) -> VideoReader:
-    """Open ``path`` with the named backend; "auto": PyAV, or decord for mkv/webm (see the module
-    docstring), each the other's fallback. ``num_threads``: decoder threads."""
+    """Open ``path`` with the named backend; "auto": PyAV with exact frame counts, decord as the
+    fallback (see the module docstring). ``num_threads``: decoder threads."""
     if backend not in BACKENDS:
         raise ValueError(f"video backend must be one of {BACKENDS}, got {backend!r}")
     path = os.fspath(path)
@@ -327,26 +330,23 @@ def open_video(path: str | os.PathLike, backend: str = "auto", num_threads: int 
         raise VideoReadError(path, "no such file")
     if os.path.getsize(path) == 0:
         raise VideoReadError(path, "empty file")
-    if backend == "pyav" or (backend == "auto" and not HAVE_DECORD):
+    if backend == "pyav":
         return PyAVReader(path, num_threads)
-    if not HAVE_DECORD:
-        raise ImportError("video backend 'decord' requested but decord is not installed")
     if backend == "decord":
+        if not HAVE_DECORD:
+            raise ImportError("video backend 'decord' requested but decord is not installed")
         return DecordReader(path, num_threads=num_threads)
-    if not path.lower().endswith(UNCOUNTED_EXTENSIONS):
-        try:
-            reader = PyAVReader(path, num_threads, fallback=True)
-        except VideoReadError as err:
-            logger.debug("PyAV failed on %s (%s); trying decord", path, err.reason)
-        else:
-            if reader.frame_count_stored:
-                return reader
-            reader.close()  # no stored count (e.g. a fragmented mp4): decord counts the frames
+    try:
+        return PyAVReader(path, num_threads, fallback=True, count_frames=True)
+    except VideoReadError as err:
+        if not HAVE_DECORD:
+            raise
+        logger.debug("PyAV failed on %s (%s); trying decord", path, err.reason)
+        pyav_error = err
     try:
         return DecordReader(path, num_threads=num_threads, fallback=True)
-    except VideoReadError as err:
-        logger.debug("decord failed on %s (%s); trying PyAV", path, err.reason)
-        return PyAVReader(path, num_threads)
+    except VideoReadError:
+        raise pyav_error from None
 
 
 def read_frames(path: str | os.PathLike, indices: Sequence[int], backend: str = "auto") -> np.ndarray:
