@@ -17,9 +17,9 @@ the dataset does per item:
   clip, PyAV skipping the non-reference frames before it) and `VideoTransform` (resize in uint8,
   one batched op, one float copy).
 
-Readers: pyav, decord, and auto (the datasets' default: PyAV for containers that store their frame
-count, here avi and mp4; decord for mkv/webm, with PyAV for the clips that start ``LONG_PREROLL`` or
-more frames after their key frame).
+Readers: pyav, decord, and auto (the datasets' default: PyAV, counting the packets of containers
+that store no frame count such as mkv, where backend pyav estimates from the duration; decord only
+for files PyAV cannot open or decode).
 
 Modes: eval = centred clip, centre crop; train = random start, random crop and flip. Both resize
 modes (crop, squash) at resolution 256. Process CPU time (other processes on a shared machine
