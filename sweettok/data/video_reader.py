@@ -31,10 +31,11 @@ logger = logging.getLogger(__name__)
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".webm", ".mkv", ".mov", ".m4v")
 BACKENDS = ("auto", "decord", "pyav")
 
-# Backend "auto" on decord (a file PyAV cannot open): a clip whose first frame lies this many frames
-# or more after its key frame is decoded by PyAV, which skips the pre-roll's non-reference frames; decord decodes
-# them all. On a one-key-frame H.264 mp4 (bench_data.py) the centre clip costs decord about 1.4x
-# PyAV's time. The same distance bounds how far PyAV continues a decode instead of seeking.
+# Backend "auto" on decord (a file PyAV cannot open): a clip whose first frame lies this many
+# frames or more after its key frame is decoded by PyAV, which skips the pre-roll's non-reference
+# frames; decord decodes them all. On a one-key-frame H.264 mp4 (bench_data.py) the centre clip
+# costs decord about 1.4x PyAV's time. The same distance bounds how far PyAV continues a decode
+# instead of seeking.
 LONG_PREROLL = 32
 
 try:  # decord is optional (no wheels for some platforms)
