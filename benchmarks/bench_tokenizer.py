@@ -1,7 +1,7 @@
 """Tokenizer benchmark: paper-preset training step and demo-preset encode/decode, cheap vs redundant path.
 
     python benchmarks/bench_tokenizer.py [--repeats 2] [--threads N] [--skip-paper] [--skip-demo]
-        [--skip-efficiency] [--efficiency-size 128] [--device cpu] [--bf16] [--profile]
+        [--skip-efficiency] [--efficiency-size 128] [--device cpu] [--bf16] [--profile] [--onednn-linear]
 
 * Paper preset (TokenizerConfig defaults: 180 M parameters without quantizers), batch 1, one
   (1, 3, 17, 256, 256) clip on the CPU: a stage-1 step (encode, decode to 8192-way logits,
@@ -17,12 +17,18 @@
   depth, 8192-way head) on 17x``--efficiency-size``² clips (default 128: a quarter of the paper's
   tokens, so it runs in seconds on a CPU). FLOPs of one stage-1 step (forward + backward) are
   counted with ``torch.utils.flop_counter.FlopCounterMode`` (with formulas for the two kinds of op
-  it miscounts, see FLOP_FORMULAS); the step is timed; the same process
-  measures the machine's matmul throughput (best of several fp32 ``torch.mm`` shapes, and bf16 when
-  ``--bf16`` autocasts the step). Share of peak = (step FLOPs / step time) / matmul FLOP/s, one
-  number. On a CPU, process CPU time is used for both (other programs on a shared machine slow the
-  wall clock, not the CPU time of this one; with 1 thread they are the same measure); on a GPU, CUDA
-  events.
+  it miscounts, see FLOP_FORMULAS); the step is timed; the same process then measures the
+  machine's matmul throughput on the step's largest product shapes and a square one, with every
+  kernel it has: ``torch.mm`` (MKL for fp32 on a CPU) and, on a CPU, oneDNN with the weight packed
+  once and with a plain weight. The peak is the best of them: on an AMD CPU MKL's fp32 sgemm runs
+  at less than half of what oneDNN reaches, so a peak measured with ``torch.mm`` alone overstates
+  the step's share. Share of peak = (step FLOPs / step time) / peak, printed against the best
+  kernel and against ``torch.mm``. On a CPU, process CPU time is used for both (other programs on
+  a shared machine slow the wall clock, not the CPU time of this one; with 1 thread they are the
+  same measure); on a GPU, CUDA events.
+* ``--onednn-linear`` (fp32, CPU): the step also runs with its fp32 products sent to oneDNN by the
+  two routes of benchmarks/onednn_matmul.py, interleaved with the plain step, and prints the cost
+  of packing every weight once and each route's error against a float64 step.
 """
 
 from __future__ import annotations
@@ -154,35 +160,29 @@ PEAK_SHAPES = ((1280, 512, 2730), (2730, 1280, 512), (1280, 2730, 512), (1280, 5
 GPU_PEAK_SHAPES = ((4096, 4096, 4096), (8192, 512, 1536), (5120, 512, 8192))  # a GPU needs larger ones to fill
 
 
-def _matmul_kernels(device: str, dtype: torch.dtype) -> dict:
-    """name -> fn(a (m, k), b (k, n), b_t (n, k) contiguous) computing a @ b: torch.mm, and oneDNN on a CPU."""
-    kernels = {"torch.mm": lambda a, b, b_t: torch.mm(a, b)}
+def _matmul_kernels(device: str) -> dict:
+    """name -> fn(a (m, k), b (k, n), b_t: b.T contiguous, packed: b_t packed or None) -> a @ b."""
+    kernels = {"torch.mm": lambda a, b, b_t, packed: torch.mm(a, b)}
     if device == "cpu" and onednn_available() and hasattr(torch.ops.mkldnn, "_reorder_linear_weight"):
-        packed = {}  # the weight reordered once, outside the timing (training would reorder it every step)
-
-        def onednn_packed(a, b, b_t):
-            key = b_t.data_ptr()
-            if key not in packed:
-                packed.clear()
-                packed[key] = torch.ops.mkldnn._reorder_linear_weight(b_t)
-            return torch.ops.mkldnn._linear_pointwise(a, packed[key], None, "none", [], "")
-
-        kernels["oneDNN packed"] = onednn_packed
-        kernels["oneDNN"] = lambda a, b, b_t: onednn_mm(a, b)  # what --onednn-linear runs: no reorder
+        kernels["oneDNN packed"] = lambda a, b, b_t, packed: torch.ops.mkldnn._linear_pointwise(
+            a, packed, None, "none", [], "")
+        kernels["oneDNN"] = lambda a, b, b_t, packed: onednn_mm(a, b)  # what --onednn-linear runs: no reorder
     return kernels
 
 
 def matmul_peaks(device: str, dtype: torch.dtype, repeats: int = 3) -> dict[str, dict[tuple, float]]:
     """kernel -> {(m, k, n): best FLOP/s}: each available matmul kernel on PEAK_SHAPES (+ larger on a GPU)."""
     shapes = PEAK_SHAPES + (GPU_PEAK_SHAPES if device.startswith("cuda") else ())
-    kernels = _matmul_kernels(device, dtype)
+    kernels = _matmul_kernels(device)
     table: dict[str, dict[tuple, float]] = {name: {} for name in kernels}
     for m, k, n in shapes:
         a, b = torch.randn(m, k, device=device, dtype=dtype), torch.randn(k, n, device=device, dtype=dtype)
         b_t = b.t().contiguous()
+        # the weight reordered once, outside the timing (a training step would reorder it after every update)
+        packed = torch.ops.mkldnn._reorder_linear_weight(b_t) if "oneDNN packed" in kernels else None
         for name, kernel in kernels.items():  # kernels interleaved per shape: the same machine load
-            kernel(a, b, b_t)
-            seconds = min(_clock(lambda: kernel(a, b, b_t), device) for _ in range(repeats))
+            kernel(a, b, b_t, packed)
+            seconds = min(_clock(lambda: kernel(a, b, b_t, packed), device) for _ in range(repeats))
             table[name][(m, k, n)] = 2 * m * k * n / seconds
     return table
 
@@ -241,8 +241,11 @@ def run_efficiency(size: int, repeats: int, device: str, bf16: bool, profile: bo
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     threads = torch.get_num_threads()
     print(f"\nstage-1 step efficiency: paper architecture on 17x{size}x{size} clips, batch 1, {device}, "
-          f"{'bf16 autocast' if bf16 else 'fp32'}, {threads} threads, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-    print(f"command: python benchmarks/bench_tokenizer.py --skip-paper --skip-demo --efficiency-size {size} "
+          f"{'bf16 autocast' if bf16 else 'fp32'}, {threads} threads, "
+          f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    env = "".join(f"{key}={os.environ[key]} " for key in sorted(os.environ)
+                  if key == "LD_PRELOAD" or key.startswith("MKL_"))  # what changes MKL's code path
+    print(f"command: {env}python benchmarks/bench_tokenizer.py --skip-paper --skip-demo --efficiency-size {size} "
           f"--repeats {repeats} --threads {threads}{' --bf16' if bf16 else ''}{' --profile' if profile else ''}"
           f"{' --onednn-linear' if onednn_linear else ''}")
     print(f"matmul GFLOP/s by kernel ({'CPU time' if device == 'cpu' else 'CUDA-synchronised'}, best of 3; "
@@ -268,11 +271,12 @@ def run_efficiency(size: int, repeats: int, device: str, bf16: bool, profile: bo
     if profile:  # where the time that is not matmul goes
         from torch.profiler import profile as torch_profile
 
+        route = routes[1] if onednn_linear else "plain"
         with torch_profile() as prof:
-            step()
+            step(route)
         events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
         total = sum(e.self_cpu_time_total for e in events)
-        print("share of the step's CPU time by op: " + ", ".join(
+        print(f"share of the step's CPU time by op ({route} route): " + ", ".join(
             f"{e.key} {e.self_cpu_time_total / total:.0%}" for e in events[:8]))
 
 

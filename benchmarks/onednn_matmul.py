@@ -13,6 +13,18 @@ the same shapes. Two ways to send a training step's products to oneDNN without t
   without AMX oneDNN has no bf16 kernel for them and computes in fp32 (measured: errors of fp32
   rounding, not of bf16 inputs), but on a CPU with AMX the same switch computes in bf16.
   `product_error` measures which one a machine does.
+
+Measured on the paper-architecture stage-1 step at 17x128x128 (``python benchmarks/bench_tokenizer.py
+--skip-paper --skip-demo --threads 1 --repeats 3 --onednn-linear``, load average ~3): 12.2 s plain,
+7.4 s with either route (1.65x), gradients within fp32 rounding of a float64 step. Packing the
+weights instead (``_reorder_linear_weight``, ~5 % faster products) would cost 0.27 s per step for
+the weights and 0.45 s for their transposes, more than it saves. MKL itself is not slow on this
+CPU: it takes a slower code path on a CPU that is not Intel's. ``MKL_DEBUG_CPU_TYPE=5`` (ignored
+since MKL 2020.1) and ``MKL_ENABLE_INSTRUCTIONS=AVX512`` change nothing (MKL 2024.2, statically
+linked into libtorch_cpu); preloading a library whose ``mkl_serv_intel_cpu_true`` returns 1 (MKL's
+vendor check, an undocumented internal symbol), with ``MKL_ENABLE_INSTRUCTIONS=AVX512``, makes
+``torch.mm`` run at ~200-230 GFLOP/s and the plain step the fastest of all, ~1.1x faster than
+these routes (7.7 vs 8.5 s and 6.3 vs 7.2 s in two runs; recipe in the README's performance section).
 """
 
 from __future__ import annotations

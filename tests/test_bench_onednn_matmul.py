@@ -1,18 +1,30 @@
-"""benchmarks/onednn_matmul.py: the oneDNN routes of bench_tokenizer.py --onednn-linear compute what MKL computes."""
+"""benchmarks/onednn_matmul.py and bench_tokenizer.py's matmul peak: every oneDNN kernel and route computes the
+product that torch.mm computes, within fp32 rounding."""
 
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "onednn_matmul.py"
-spec = importlib.util.spec_from_file_location("onednn_matmul", PATH)
-onednn_matmul = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(onednn_matmul)
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _load(name: str):
+    """Import benchmarks/<name>.py (a script folder, not a package) and register it for its siblings."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+onednn_matmul = _load("onednn_matmul")
+bench_tokenizer = _load("bench_tokenizer")
 
 pytestmark = pytest.mark.skipif(not onednn_matmul.onednn_available(), reason="torch built without oneDNN")
 
@@ -57,3 +69,18 @@ def test_dispatch_product_error_is_fp32_rounding():
 def test_unknown_route_names_the_choices():
     with pytest.raises(ValueError, match="'dispatch', 'flag', 'plain'"):
         onednn_matmul.route_context("mkl")
+
+
+def test_peak_kernels_compute_the_product(monkeypatch):
+    a, b = torch.randn(96, 200, dtype=torch.float64), torch.randn(200, 72, dtype=torch.float64)
+    exact, a, b = a @ b, a.float(), b.float()
+    b_t = b.t().contiguous()
+    packed = torch.ops.mkldnn._reorder_linear_weight(b_t)
+    kernels = bench_tokenizer._matmul_kernels("cpu")
+    assert set(kernels) == {"torch.mm", "oneDNN packed", "oneDNN"}
+    for name, kernel in kernels.items():
+        assert (kernel(a, b, b_t, packed).double() - exact).norm() / exact.norm() < 1e-5, name
+    monkeypatch.setattr(bench_tokenizer, "PEAK_SHAPES", ((64, 32, 48), (16, 64, 32)))
+    table = bench_tokenizer.matmul_peaks("cpu", torch.float32, repeats=1)
+    assert {name: set(row) for name, row in table.items()} == {name: {(64, 32, 48), (16, 64, 32)} for name in kernels}
+    assert bench_tokenizer.matmul_peak("cpu", torch.float32, repeats=1) > 0
