@@ -1,7 +1,7 @@
 """Tokenizer benchmark: paper-preset training step and demo-preset encode/decode, cheap vs redundant path.
 
     python benchmarks/bench_tokenizer.py [--repeats 2] [--threads N] [--skip-paper] [--skip-demo]
-        [--skip-efficiency] [--efficiency-size 128] [--device cpu] [--bf16] [--profile]
+        [--skip-efficiency] [--efficiency-size 128] [--device cpu] [--bf16] [--profile] [--onednn-linear]
 
 * Paper preset (TokenizerConfig defaults: 180 M parameters without quantizers), batch 1, one
   (1, 3, 17, 256, 256) clip on the CPU: a stage-1 step (encode, decode to 8192-way logits,
@@ -17,12 +17,18 @@
   depth, 8192-way head) on 17x``--efficiency-size``² clips (default 128: a quarter of the paper's
   tokens, so it runs in seconds on a CPU). FLOPs of one stage-1 step (forward + backward) are
   counted with ``torch.utils.flop_counter.FlopCounterMode`` (with formulas for the two kinds of op
-  it miscounts, see FLOP_FORMULAS); the step is timed; the same process
-  measures the machine's matmul throughput (best of several fp32 ``torch.mm`` shapes, and bf16 when
-  ``--bf16`` autocasts the step). Share of peak = (step FLOPs / step time) / matmul FLOP/s, one
-  number. On a CPU, process CPU time is used for both (other programs on a shared machine slow the
-  wall clock, not the CPU time of this one; with 1 thread they are the same measure); on a GPU, CUDA
-  events.
+  it miscounts, see FLOP_FORMULAS); the step is timed; the same process then measures the
+  machine's matmul throughput on the step's largest product shapes and a square one, with every
+  kernel it has: ``torch.mm`` (MKL for fp32 on a CPU) and, on a CPU, oneDNN with the weight packed
+  once and with a plain weight. The peak is the best of them: on an AMD CPU MKL's fp32 sgemm runs
+  at less than half of what oneDNN reaches, so a peak measured with ``torch.mm`` alone overstates
+  the step's share. Share of peak = (step FLOPs / step time) / peak, printed against the best
+  kernel and against ``torch.mm``. On a CPU, process CPU time is used for both (other programs on
+  a shared machine slow the wall clock, not the CPU time of this one; with 1 thread they are the
+  same measure); on a GPU, CUDA events.
+* ``--onednn-linear`` (fp32, CPU): the step also runs with its fp32 products sent to oneDNN by the
+  two routes of benchmarks/onednn_matmul.py, interleaved with the plain step, and prints the cost
+  of packing every weight once and each route's error against a float64 step.
 """
 
 from __future__ import annotations
@@ -30,7 +36,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -39,6 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
+from onednn_matmul import onednn_available, onednn_mm, product_error, route_context  # sibling module in benchmarks/
 from sweettok.config import ProxyConfig, QuantizerConfig, TokenizerConfig
 from sweettok.models.tokenizer import SweetTok
 
@@ -144,17 +153,43 @@ def count_flops(fn) -> int:
     return counter.get_total_flops()
 
 
-def matmul_peak(device: str, dtype: torch.dtype, repeats: int = 5) -> float:
-    """Best FLOP/s of ``torch.mm`` over a few square and step-like shapes on ``device``."""
-    best = 0.0
-    for m, k, n in ((2048, 2048, 2048), (4096, 4096, 4096), (4096, 512, 2048), (4096, 2048, 512), (8192, 512, 1536),
-                    (5120, 512, 8192)):
+# (m, k, n) of the stage-1 step's largest products at 17x128x128 (1280 tokens, width 512, GEGLU
+# hidden 2730, 8192-way head; forward, input gradient, weight gradient) and a large square one.
+PEAK_SHAPES = ((1280, 512, 2730), (2730, 1280, 512), (1280, 2730, 512), (1280, 512, 512), (1280, 1024, 8192),
+               (2048, 2048, 2048))
+GPU_PEAK_SHAPES = ((4096, 4096, 4096), (8192, 512, 1536), (5120, 512, 8192))  # a GPU needs larger ones to fill
+
+
+def _matmul_kernels(device: str) -> dict:
+    """name -> fn(a (m, k), b (k, n), b_t: b.T contiguous, packed: b_t packed or None) -> a @ b."""
+    kernels = {"torch.mm": lambda a, b, b_t, packed: torch.mm(a, b)}
+    if device == "cpu" and onednn_available() and hasattr(torch.ops.mkldnn, "_reorder_linear_weight"):
+        kernels["oneDNN packed"] = lambda a, b, b_t, packed: torch.ops.mkldnn._linear_pointwise(
+            a, packed, None, "none", [], "")
+        kernels["oneDNN"] = lambda a, b, b_t, packed: onednn_mm(a, b)  # what --onednn-linear runs: no reorder
+    return kernels
+
+
+def matmul_peaks(device: str, dtype: torch.dtype, repeats: int = 3) -> dict[str, dict[tuple, float]]:
+    """kernel -> {(m, k, n): best FLOP/s}: each available matmul kernel on PEAK_SHAPES (+ larger on a GPU)."""
+    shapes = PEAK_SHAPES + (GPU_PEAK_SHAPES if device.startswith("cuda") else ())
+    kernels = _matmul_kernels(device)
+    table: dict[str, dict[tuple, float]] = {name: {} for name in kernels}
+    for m, k, n in shapes:
         a, b = torch.randn(m, k, device=device, dtype=dtype), torch.randn(k, n, device=device, dtype=dtype)
-        torch.mm(a, b)
-        for _ in range(repeats):
-            seconds = _clock(lambda: torch.mm(a, b), device)
-            best = max(best, 2 * m * k * n / seconds)
-    return best
+        b_t = b.t().contiguous()
+        # the weight reordered once, outside the timing (a training step would reorder it after every update)
+        packed = torch.ops.mkldnn._reorder_linear_weight(b_t) if "oneDNN packed" in kernels else None
+        for name, kernel in kernels.items():  # kernels interleaved per shape: the same machine load
+            kernel(a, b, b_t, packed)
+            seconds = min(_clock(lambda: kernel(a, b, b_t, packed), device) for _ in range(repeats))
+            table[name][(m, k, n)] = 2 * m * k * n / seconds
+    return table
+
+
+def matmul_peak(device: str, dtype: torch.dtype, repeats: int = 3) -> float:
+    """The machine's matmul peak on ``device``: best FLOP/s of any kernel on any shape of `matmul_peaks`."""
+    return max(max(row.values()) for row in matmul_peaks(device, dtype, repeats).values())
 
 
 def _clock(fn, device: str) -> float:
@@ -170,43 +205,119 @@ def _clock(fn, device: str) -> float:
     return time.process_time() - start
 
 
-def run_efficiency(size: int, repeats: int, device: str, bf16: bool, profile: bool = False) -> None:
-    """Stage-1 step FLOPs, achieved FLOP/s and its share of the measured matmul peak."""
+def efficiency_inputs(size: int, device: str, dtype: torch.dtype = torch.float32) -> tuple:
+    """(model, video, target) of the efficiency run: the paper architecture on 17 x size x size clips, seed 0."""
     torch.manual_seed(0)
     grid = size // 8
     quantizer = QuantizerConfig(kind="vq", codebook_size=8192)
     cfg = TokenizerConfig(image_size=size, num_temporal_queries=grid * grid, spatial_quantizer=quantizer,
                           temporal_quantizer=quantizer)
-    model = SweetTok(cfg, ProxyConfig(image_size=size)).to(device).train()
-    video = torch.rand(1, 3, 17, size, size, device=device) - 0.5
+    model = SweetTok(cfg, ProxyConfig(image_size=size)).to(device=device, dtype=dtype).train()
+    video = torch.rand(1, 3, 17, size, size, device=device, dtype=dtype) - 0.5
     target = torch.randint(0, 8192, (1, 5, grid, grid), device=device)
-    dtype = torch.bfloat16 if bf16 else torch.float32
+    return model, video, target
 
-    def step() -> None:
-        with torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=bf16):
+
+def run_efficiency(size: int, repeats: int, device: str, bf16: bool, profile: bool = False,
+                   onednn_linear: bool = False) -> None:
+    """Stage-1 step FLOPs, achieved FLOP/s and its share of the measured matmul peak (per matmul route)."""
+    model, video, target = efficiency_inputs(size, device)
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    routes = ("plain", "dispatch", "flag") if onednn_linear else ("plain",)
+
+    def step(route: str = "plain") -> None:
+        with route_context(route), torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16,
+                                                  enabled=bf16):
             train_step(model, video, target, redundant=False)
 
     flops = count_flops(step)  # also the warm-up
-    times = [_clock(step, device) for _ in range(repeats)]
-    peak = matmul_peak(device, dtype)
-    achieved = flops / min(times)
+    for route in routes[1:]:
+        step(route)  # warm-up: oneDNN builds its primitives on first use
+    times: dict[str, list[float]] = {route: [] for route in routes}
+    for _ in range(repeats):  # routes interleaved: each round sees the same machine load
+        for route in routes:
+            times[route].append(_clock(lambda: step(route), device))
+    peaks = matmul_peaks(device, dtype)
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    threads = torch.get_num_threads()
     print(f"\nstage-1 step efficiency: paper architecture on 17x{size}x{size} clips, batch 1, {device}, "
-          f"{'bf16 autocast' if bf16 else 'fp32'}, {torch.get_num_threads()} threads")
-    print(f"command: python benchmarks/bench_tokenizer.py --skip-paper --skip-demo --efficiency-size {size} "
-          f"--repeats {repeats} --threads {torch.get_num_threads()}{' --bf16' if bf16 else ''}{' --profile' if profile else ''}")
-    print(f"{'step GFLOP':>11} {'best s':>8} {'median s':>9} {'achieved GFLOP/s':>17} {'matmul GFLOP/s':>15} "
-          f"{'share of peak':>14}")
-    print(f"{flops / 1e9:11.1f} {min(times):8.2f} {sorted(times)[len(times) // 2]:9.2f} {achieved / 1e9:17.1f} "
-          f"{peak / 1e9:15.1f} {achieved / peak:13.0%}")
+          f"{'bf16 autocast' if bf16 else 'fp32'}, {threads} threads, "
+          f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    env = "".join(f"{key}={os.environ[key]} " for key in sorted(os.environ)
+                  if key == "LD_PRELOAD" or key.startswith("MKL_"))  # what changes MKL's code path
+    print(f"command: {env}python benchmarks/bench_tokenizer.py --skip-paper --skip-demo --efficiency-size {size} "
+          f"--repeats {repeats} --threads {threads}{' --bf16' if bf16 else ''}{' --profile' if profile else ''}"
+          f"{' --onednn-linear' if onednn_linear else ''}")
+    print(f"matmul GFLOP/s by kernel ({'CPU time' if device == 'cpu' else 'CUDA-synchronised'}, best of 3; "
+          "torch.mm is MKL for fp32 on a CPU):")
+    shapes = list(next(iter(peaks.values())))
+    print(f"{'m x k x n':>18} " + " ".join(f"{name:>14}" for name in peaks))
+    for shape in shapes:
+        print(f"{'x'.join(map(str, shape)):>18} " + " ".join(f"{peaks[name][shape] / 1e9:14.1f}" for name in peaks))
+    best = {name: max(row.values()) for name, row in peaks.items()}
+    peak_name = max(best, key=best.get)
+    print(f"{'peak':>18} " + " ".join(f"{best[name] / 1e9:14.1f}" for name in peaks))
+    print(f"{'route':<9} {'step GFLOP':>11} {'best s':>8} {'median s':>9} {'achieved GFLOP/s':>17} "
+          f"{'share of peak':>14} {'share of torch.mm':>18}")
+    for route in routes:
+        achieved = flops / min(times[route])
+        print(f"{route:<9} {flops / 1e9:11.1f} {min(times[route]):8.2f} {statistics.median(times[route]):9.2f} "
+              f"{achieved / 1e9:17.1f} {achieved / best[peak_name]:14.0%} {achieved / best['torch.mm']:18.0%}")
+    print(f"share of peak: of the best kernel ({peak_name}, {best[peak_name] / 1e9:.1f} GFLOP/s); share of "
+          f"torch.mm: of torch.mm's best ({best['torch.mm'] / 1e9:.1f} GFLOP/s)")
+    if onednn_linear:
+        print_packing_cost(model)
+        print_route_numerics(device)
     if profile:  # where the time that is not matmul goes
         from torch.profiler import profile as torch_profile
 
+        route = routes[1] if onednn_linear else "plain"
         with torch_profile() as prof:
-            step()
+            step(route)
         events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
         total = sum(e.self_cpu_time_total for e in events)
-        print("share of the step's CPU time by op: " + ", ".join(
+        print(f"share of the step's CPU time by op ({route} route): " + ", ".join(
             f"{e.key} {e.self_cpu_time_total / total:.0%}" for e in events[:8]))
+
+
+def print_packing_cost(model: SweetTok) -> None:
+    """CPU time of reordering every 2-D parameter (and its transpose) into oneDNN's packed layout, once."""
+    weights = [p.detach() for p in model.parameters() if p.dim() == 2]
+    reorder = torch.ops.mkldnn._reorder_linear_weight
+    forward = _clock(lambda: [reorder(w) for w in weights], "cpu")
+    backward = _clock(lambda: [reorder(w.t().contiguous()) for w in weights], "cpu")
+    print(f"packing every 2-D parameter once ({len(weights)}, {sum(w.numel() for w in weights) / 1e6:.0f} M values), "
+          f"what a packed-weight step pays after each optimizer update: {forward:.2f} s CPU, +{backward:.2f} s for "
+          "the transposes the input gradients multiply by")
+
+
+def _loss_and_grads(model: SweetTok, video: torch.Tensor, target: torch.Tensor, route: str) -> tuple:
+    """(loss, every parameter gradient flattened into one float64 vector) of one stage-1 step under ``route``."""
+    with route_context(route):
+        out = model.encode(video)
+        loss = F.cross_entropy(model.decode(out.latents), target) + out.loss
+        loss.backward()
+    grads = torch.cat([p.grad.double().flatten() for p in model.parameters() if p.grad is not None])
+    model.zero_grad(set_to_none=True)
+    return loss.item(), grads
+
+
+def print_route_numerics(device: str, size: int = 64) -> None:
+    """Each route's single product and whole-step gradients against float64: within fp32 rounding or not."""
+    print("numerics, one 512x2048x512 product, max |error| vs float64: "
+          + ", ".join(f"{route} {product_error(route)[0]:.1e}" for route in ("plain", "dispatch", "flag"))
+          + f" (bf16-rounded inputs would give {product_error('plain')[1]:.1e})")
+    model, video, target = efficiency_inputs(size, device)
+    exact_loss, exact = _loss_and_grads(model.double(), video.double(), target, "plain")
+    model, video, target = efficiency_inputs(size, device)
+    plain_loss, plain = _loss_and_grads(model, video, target, "plain")
+    line = []
+    for route in ("plain", "dispatch", "flag"):
+        loss, grads = (plain_loss, plain) if route == "plain" else _loss_and_grads(model, video, target, route)
+        line.append(f"{route} loss {abs(loss - exact_loss):.1e}, grads {(grads - exact).norm() / exact.norm():.1e}"
+                    f" (vs plain fp32 {(grads - plain).norm() / plain.norm():.1e})")
+    print(f"numerics, stage-1 step at 17x{size}x{size}, |loss error| and gradients' relative L2 error vs "
+          f"float64: " + "; ".join(line))
 
 
 def _timed(fn) -> float:
@@ -226,8 +337,13 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="device of the efficiency run")
     parser.add_argument("--bf16", action="store_true", help="efficiency run under bf16 autocast")
     parser.add_argument("--profile", action="store_true", help="efficiency run: also the top ops by CPU time")
+    parser.add_argument("--onednn-linear", action="store_true",
+                        help="efficiency run, fp32 CPU: also time the step with its products through oneDNN "
+                             "(benchmarks/onednn_matmul.py), paired with the plain step, and check the numerics")
     parser.add_argument("--worker", choices=("cheap", "redundant"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.onednn_linear and (args.bf16 or args.device != "cpu" or not onednn_available()):
+        parser.error("--onednn-linear: fp32 on a CPU only (no --bf16, --device cpu), with a torch built with oneDNN")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.worker:
@@ -238,7 +354,8 @@ def main() -> None:
     if not args.skip_demo:
         run_demo(args.repeats)
     if not args.skip_efficiency:
-        run_efficiency(args.efficiency_size, max(args.repeats, 2), args.device, args.bf16, args.profile)
+        run_efficiency(args.efficiency_size, max(args.repeats, 2), args.device, args.bf16, args.profile,
+                       args.onednn_linear)
 
 
 if __name__ == "__main__":
