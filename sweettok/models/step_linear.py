@@ -73,7 +73,8 @@ class StepLinears:
         self.packed: dict[tuple, torch.Tensor] = {}
 
     def _packable(self, x: torch.Tensor, weight: torch.Tensor) -> bool:
-        return (self.pack and weight.numel() >= PACK_MIN_ELEMENTS and x.dim() == 2 and x.device.type == "cpu" and weight.device.type == "cpu"
+        return (self.pack and weight.numel() >= PACK_MIN_ELEMENTS and x.dim() == 2
+                and x.device.type == "cpu" and weight.device.type == "cpu"
                 and x.dtype == weight.dtype == torch.float32 and not torch.is_grad_enabled()
                 and not torch.is_autocast_enabled("cpu"))
 
