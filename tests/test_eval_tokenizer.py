@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from accelerate.state import AcceleratorState, GradientState
 from omegaconf import OmegaConf
 from safetensors.torch import save_file
 from torch import nn
@@ -82,14 +81,7 @@ def single_thread():
     torch.set_num_threads(previous)
 
 
-@pytest.fixture(autouse=True)
-def fresh_accelerate_state():
-    """Accelerate keeps process-wide singletons: each in-process run gets clean ones."""
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
-    yield
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
+pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

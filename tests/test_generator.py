@@ -194,14 +194,19 @@ def two_pass_cfg(model, classes, cfg_scale, seed):
     return z
 
 
-@pytest.mark.parametrize("batch", [1, 3])  # 2 rows: the CPU step kernel (W @ x.T); 6 rows: F.linear
-def test_batched_cfg_gives_the_two_pass_tokens(batch):
+def assert_batched_cfg_gives_the_two_pass_tokens(batch: int) -> None:
+    """CFG sampling with cond/uncond rows in one forward draws the tokens of two separate passes."""
     model = tiny_model(seed=9)
     classes = torch.arange(batch) % 2
     for seed in range(3):
         batched = sample_sequence(model, classes, temperature=1.0, top_p=0.9, cfg_scale=1.5,
                                   generator=torch.Generator().manual_seed(seed))
         assert torch.equal(batched, two_pass_cfg(model, classes, 1.5, seed))
+
+
+@pytest.mark.parametrize("batch", [1, 3])  # 2 rows: the CPU step kernel (W @ x.T); 6 rows: F.linear
+def test_batched_cfg_gives_the_two_pass_tokens(batch):
+    assert_batched_cfg_gives_the_two_pass_tokens(batch)
 
 
 def test_step_linear_matches_linear():

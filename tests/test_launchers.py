@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from accelerate.state import AcceleratorState, GradientState
+from accelerate.state import AcceleratorState
 
 from sweettok.config import load_config
 
@@ -176,16 +176,6 @@ def test_check_only_names_the_first_missing_input_of_each_stage(tmp_path, capsys
     assert train_main(f"config={ROOT / 'configs' / config}", *overrides, "--check-only") == 2
     err = capsys.readouterr().err
     assert err.startswith(expected.format(tmp=tmp_path)) and len(err.strip().splitlines()) == 1
-
-
-@pytest.fixture
-def fresh_accelerate_state():
-    """Accelerate keeps process-wide singletons; the in-process runs get a clean one."""
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
-    yield
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
 
 
 def test_a_finished_run_says_it_is_done_instead_of_exporting_again(tmp_path, monkeypatch, capsys, fresh_accelerate_state):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 
 import pytest
-from accelerate.state import AcceleratorState, GradientState
 
 from test_training import make_cfg, new_trainer
 from sweettok.training.checkpoint import latest_checkpoint, read_meta
@@ -44,11 +43,7 @@ def test_the_users_mode_is_never_overridden(no_wandb_login, monkeypatch, mode):
     assert resolve_wandb_mode() == mode  # even "online" without a login: the user asked for it
 
 
-@pytest.fixture(autouse=True)
-def fresh_accelerate_state():
-    yield
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
+pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")  # tests/conftest.py
 
 
 def test_run_id_is_stored_in_the_checkpoint_and_a_resume_continues_that_run(tmp_path, monkeypatch):

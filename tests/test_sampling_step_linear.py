@@ -5,9 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from sweettok.models import step_linear as step_module
-from sweettok.models.sampling import sample_sequence
 from sweettok.models.step_linear import PACK_MIN_ELEMENTS, StepLinears, packing_available
-from test_generator import random_flat, tiny_model, two_pass_cfg
+from test_generator import assert_batched_cfg_gives_the_two_pass_tokens, random_flat, tiny_model
 
 needs_packing = pytest.mark.skipif(not packing_available(), reason="this torch has no oneDNN weight packing")
 
@@ -69,9 +68,4 @@ def test_forward_step_through_packed_weights_matches_full_forward(monkeypatch):
 @pytest.mark.parametrize("batch", [1, 3])
 def test_batched_cfg_through_packed_weights_gives_the_two_pass_tokens(monkeypatch, batch):
     monkeypatch.setattr(step_module, "PACK_MIN_ELEMENTS", 1)
-    model = tiny_model(seed=9)
-    classes = torch.arange(batch) % 2
-    for seed in range(3):
-        batched = sample_sequence(model, classes, temperature=1.0, top_p=0.9, cfg_scale=1.5,
-                                  generator=torch.Generator().manual_seed(seed))
-        assert torch.equal(batched, two_pass_cfg(model, classes, 1.5, seed))
+    assert_batched_cfg_gives_the_two_pass_tokens(batch)

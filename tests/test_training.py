@@ -180,12 +180,7 @@ def make_cfg(out: Path, *overrides: str):
     ])
 
 
-@pytest.fixture(autouse=True)
-def fresh_accelerate_state():
-    """Accelerate keeps process-wide singletons; each Trainer in a test gets a clean one."""
-    yield
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
+pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")  # tests/conftest.py
 
 
 def new_trainer(cfg, task_class: type = RegressionTask, **task_kwargs) -> Trainer:
