@@ -84,13 +84,15 @@ step() {
 # The generation eval of run_eval_gen.sh on the samples of the sample step (which it would redraw):
 # gFVD against 48 train clips (I3D on CPU costs ~1 s a clip: all 120 made this step ~400 s), and the
 # nearest-neighbour class accuracy of the samples against every train clip, whose I3D features are
-# kept in $DEMO/cache (the demo set is deterministic; delete the file after changing it).
+# kept in $DEMO/cache (the demo set is deterministic; delete the file after changing it); the eval
+# step's reconstructions of the test clips give the ceiling for samples decoded by this tokenizer.
 eval_generation() {
   mkdir -p $DEMO/cache
   "$PYTHON" scripts/eval_generation.py --generated $DEMO/samples --real-config configs/demo/generator_train.yaml \
     --real-split train --num-videos 48 --resolution 128 --output $DEMO/eval_gen/gfvd.json &&
   "$PYTHON" scripts/eval_class_accuracy.py --samples $DEMO/samples --real-config configs/demo/generator_train.yaml \
-    --real-features $DEMO/cache/i3d_train_features.safetensors --output $DEMO/eval_gen/class_accuracy.json
+    --real-features $DEMO/cache/i3d_train_features.safetensors --output $DEMO/eval_gen/class_accuracy.json \
+    --reconstruction-features $DEMO/eval/i3d_features.safetensors
 }
 
 # The two ablation variants at the main run's budget: they need only the proxy.

@@ -6,7 +6,9 @@
 #   bash run_eval_gen.sh                                   # GPUs: UCF-101; CPU: the demo (2 per class)
 #   CHECKPOINT=outputs/ucf101_generator/export NUM_PER_CLASS=21 bash run_eval_gen.sh --seed 2000
 # CHECKPOINT: the generator export; NUM_PER_CLASS, NUM_VIDEOS (gFVD clips), RESOLUTION (128), OUT (the
-# samples folder, default <checkpoint>/../eval_samples); CONFIG: the real data (the generator config).
+# samples folder, default <checkpoint>/../eval_samples); CONFIG: the real data (the generator config);
+# RECON_FEATURES: the i3d_features.safetensors that run_eval.sh wrote for the tokenizer: adds its
+# reconstructions' class accuracy, the ceiling for samples decoded by that tokenizer.
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/launch_common.sh
@@ -37,4 +39,5 @@ launch scripts/eval_generation.py --generated "$OUT" --real-config "$CONFIG" --r
   --num-videos "$NUM_VIDEOS" --resolution "${RESOLUTION:-128}" --output "$OUT/gfvd.json"
 # the real side's I3D features are kept beside the samples folder (delete the file when the data change)
 "$PYTHON" scripts/eval_class_accuracy.py --samples "$OUT" --real-config "$CONFIG" --output "$OUT/class_accuracy.json" \
-  --real-features "$(dirname "$OUT")/real_train_i3d_$(basename "$CONFIG" .yaml).safetensors"
+  --real-features "$(dirname "$OUT")/real_train_i3d_$(basename "$CONFIG" .yaml).safetensors" \
+  ${RECON_FEATURES:+--reconstruction-features "$RECON_FEATURES"}

@@ -7,7 +7,11 @@
 Features (``--features``): ``i3d`` = I3D Kinetics logits of the decoded videos vs those of the real
 train clips (centre clip, eval transforms); ``indices`` = per-segment bag-of-codes histograms of the
 sampled indices vs the dumped train indices (``dataset.index_dir``). The same classifier applied to
-the real train clips leave-one-out is reported as the ceiling (``*_real_loo``). I3D on CPU is slow
+the real train clips leave-one-out is reported as the ceiling (``*_real_loo``). ``--reconstruction-features``
+(the i3d_features.safetensors that scripts/eval_tokenizer.py writes) adds two more rows on the eval
+clips: ``i3d_reconstructions`` (the tokenizer's reconstructions, classified against the real train
+clips: what a generator that reproduced real clips' tokens exactly would reach through this tokenizer)
+and ``i3d_real_eval`` (the real eval clips themselves). I3D on CPU is slow
 (seconds per clip): ``--real-features FILE`` keeps the real side's features for the next run. The
 classifier: ``sweettok.eval.class_accuracy``.
 """
@@ -42,6 +46,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--features", nargs="+", default=["i3d", "indices"], choices=("i3d", "indices"))
     parser.add_argument("--index-dir", default="", help="dumped train indices (default: dataset.index_dir)")
     parser.add_argument("--real-features", default="", help="cache file of the real train I3D features (read if present)")
+    parser.add_argument("--reconstruction-features", default="",
+                        help="i3d_features.safetensors of scripts/eval_tokenizer.py: adds the tokenizer's ceiling")
     parser.add_argument("--k", type=int, default=1, help="neighbours that vote")
     parser.add_argument("--batch-size", type=int, default=8, help="clips per I3D forward")
     parser.add_argument("--output", default="", help="JSON report (default: <samples>/class_accuracy.json)")
@@ -81,6 +87,20 @@ def real_features(cfg, split: str, extractor, batch_size: int, cache: str = "") 
     return feats, labels
 
 
+def reconstruction_ceiling(path: str, train_feats: torch.Tensor, train_labels: torch.Tensor, names: list[str],
+                           k: int) -> dict[str, dict]:
+    """The eval clips' reconstructed and real I3D features (``path``) classified against the real train clips."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"--reconstruction-features {path} not found: scripts/eval_tokenizer.py writes it "
+                                "(i3d_features.safetensors beside its report.json) unless run with --no-fvd")
+    stored = load_file(path)
+    if "labels" not in stored:
+        raise ValueError(f"{path} holds no class labels (written by an older scripts/eval_tokenizer.py): rerun it")
+    return {"i3d_reconstructions": class_accuracy(stored["reconstructed"], stored["labels"], train_feats, train_labels,
+                                                  names, k),
+            "i3d_real_eval": class_accuracy(stored["real"], stored["labels"], train_feats, train_labels, names, k)}
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -107,11 +127,13 @@ def main(argv=None) -> None:
         report["i3d"] = class_accuracy(gen_feats, labels, train_feats, train_labels, names, args.k)
         report["i3d_real_loo"] = class_accuracy(train_feats, train_labels, train_feats, train_labels, names, args.k,
                                                 leave_one_out=True)
+        if args.reconstruction_features:
+            report.update(reconstruction_ceiling(args.reconstruction_features, train_feats, train_labels, names, args.k))
         # a cross-check only: the protocol's gFVD is scripts/eval_generation.py (128x128 reads, subsets)
         report["fvd_same_features"] = frechet_distance(gen_feats, train_feats)
     output = Path(args.output or folder / "class_accuracy.json")
     output.write_text(json.dumps(report, indent=1))
-    for key in ("indices", "indices_real_loo", "i3d", "i3d_real_loo"):
+    for key in ("indices", "indices_real_loo", "i3d", "i3d_real_loo", "i3d_reconstructions", "i3d_real_eval"):
         if key in report:
             print(f"{key}: nearest-neighbour class accuracy {report[key]['accuracy']:.3f}")
     print(f"-> {output}")

@@ -14,6 +14,8 @@ of all real and all reconstructed clips (uint8, resized to eval.fvd_resolution),
 A listed video that cannot be read is replaced by the dataset with another clip; such a clip is
 left out of every metric (it would count a clip twice), and the report gives ``num_clips_skipped``
 and the ``unreadable_files``, so ``num_unique_clips`` and rFVD cover only real, distinct clips.
+With rFVD, the per-clip I3D features (real, reconstructed, labels) go to i3d_features.safetensors
+beside report.json: scripts/eval_class_accuracy.py --reconstruction-features reads them.
 
 --checkpoint: an export folder (EMA weights already) or a trainer checkpoint-<step> folder (its
 ema.safetensors unless --no-ema). The model is always built from the checkpoint's config.yaml;
@@ -37,6 +39,7 @@ from typing import Any, Optional
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
+from safetensors.torch import save_file
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -53,6 +56,7 @@ from sweettok.training.media import save_video_panel
 
 logger = logging.getLogger("eval_tokenizer")
 
+I3D_FEATURES_FILE = "i3d_features.safetensors"  # per-clip I3D features of real and reconstructed clips, labels
 USER_ERRORS = (FileNotFoundError, ConfigError, DatasetError, CheckpointMismatchError, KeyError, ValueError)
 
 
@@ -142,12 +146,13 @@ class DistinctClipMetrics(recon.ReconstructionMetrics):
         self.unreadable: set[str] = set()  # this rank's
 
     def update(self, inputs: torch.Tensor, reconstructions: torch.Tensor, indices: torch.Tensor,
-               clip_ids: torch.Tensor, replaced: Optional[list[str]] = None) -> None:
+               clip_ids: torch.Tensor, replaced: Optional[list[str]] = None,
+               labels: Optional[torch.Tensor] = None) -> None:
         """As the parent, plus ``replaced``: per clip, the unreadable paths it stands in for ("" if none)."""
         replaced = replaced if replaced is not None else [""] * inputs.shape[0]
         self._add("real_clip", torch.tensor([not paths for paths in replaced]))
         self.unreadable.update(p for paths in replaced for p in paths.split("\n") if p)
-        super().update(inputs, reconstructions, indices, clip_ids)
+        super().update(inputs, reconstructions, indices, clip_ids, labels)
 
     def compute(self) -> dict[str, Any]:
         """The parent's numbers over the real clips only, plus num_clips_skipped."""
@@ -214,7 +219,7 @@ def evaluate(args: argparse.Namespace, accelerator: Accelerator) -> Optional[dic
     for batch in tqdm(loader, desc="reconstruction eval", disable=not accelerator.is_local_main_process):
         video = batch["video"].float()
         pixels, indices = reconstruct(video)
-        metrics.update(video, pixels, indices, batch["index"], list(batch["unreadable"]))
+        metrics.update(video, pixels, indices, batch["index"], list(batch["unreadable"]), batch["label"])
         if to_save > 0:  # the main process's first clips (the first clips of the list)
             videos += save_panels(out, video[:to_save], pixels[:to_save], batch["index"][:to_save], formats)
             to_save -= min(to_save, video.shape[0])
@@ -241,6 +246,10 @@ def evaluate(args: argparse.Namespace, accelerator: Accelerator) -> Optional[dic
         "seed": cfg.eval.seed, "videos": videos, "seconds": round(time.time() - started, 1),
     }
     out.mkdir(parents=True, exist_ok=True)
+    features = metrics.i3d_features()
+    if features is not None:  # per clip, for scripts/eval_class_accuracy.py --reconstruction-features
+        save_file(features, str(out / I3D_FEATURES_FILE))
+        report["i3d_features"] = str(out / I3D_FEATURES_FILE)
     (out / "report.json").write_text(json.dumps(json_safe(report), indent=2, allow_nan=False) + "\n")
     return report
 

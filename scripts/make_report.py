@@ -83,12 +83,15 @@ class Report:
             kind, _, real = feature.partition("_real")  # "i3d_real_loo" / "i3d_real_eval": the same classifier on real clips
             real = {"_loo": "leave-one-out on the train clips", "_eval": "the test clips"}.get(real, real.strip("_"))
             what = f"real clips (ceiling: {real})" if real else "generated samples"
+            if kind.endswith("_reconstructions"):  # the eval clips through the tokenizer: the samples' ceiling with it
+                kind, what = kind[: -len("_reconstructions")], "the tokenizer's reconstructions of the test clips"
             rows.append((f"class accuracy of {what}, {kind or 'k-NN'} features",
                          block.get("accuracy"), "eval_gen/class_accuracy.json"))
         if not blocks:
             rows.append(("per-class sample accuracy", None, "eval_gen/class_accuracy.json"))
         body = markdown_table(["metric", "value", "from"], rows)
-        sample_blocks = {k: b for k, b in blocks.items() if "_real" not in k and b.get("per_class")}
+        sample_blocks = {k: b for k, b in blocks.items()
+                         if "_real" not in k and not k.endswith("_reconstructions") and b.get("per_class")}
         if sample_blocks:
             classes = sorted({c for b in sample_blocks.values() for c in b["per_class"]})
             body += ("\n\nPer-class sample accuracy: how often a nearest-neighbour classifier on the real train "

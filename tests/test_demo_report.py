@@ -57,7 +57,8 @@ def demo(tmp_path: Path) -> Path:
     write_json(root / "eval_gen" / "class_accuracy.json", {  # the layout of scripts/eval_class_accuracy.py
         "num_samples": 4, "k": 1,
         "i3d": {"accuracy": 0.75, "per_class": {"CircleRise": 0.5, "SquareFall": 1.0}, "predictions": [0, 1, 1, 1]},
-        "i3d_real_eval": {"accuracy": 0.9375, "per_class": {"CircleRise": 1.0}, "predictions": [0]}})
+        "i3d_real_eval": {"accuracy": 0.9375, "per_class": {"CircleRise": 1.0}, "predictions": [0]},
+        "i3d_reconstructions": {"accuracy": 0.4375, "per_class": {"CircleRise": 0.5}, "predictions": [0]}})
     write_json(root / "probe" / "probe.json", {"table": {"mean": {"linear": {  # scripts/eval_probe.py's layout
         "appearance": {"spatial": 0.875, "temporal": 0.375, "chance": 0.29},
         "motion": {"spatial": 0.25, "temporal": 0.625, "chance": 0.375}}}}})
@@ -78,6 +79,7 @@ def test_report_has_every_section_numbers_and_valid_pngs(demo: Path) -> None:
     for number in ("24.125", "0.812", "321.500", "456.750", "0.750", "18.250", "0.875", "0.625", "22.500", "160", "149"):
         assert number in text, number
     assert "| CircleRise | 0.500 |" in text and "0.938" in text
+    assert "| class accuracy of the tokenizer's reconstructions of the test clips, i3d features | 0.438 |" in text
     assert "| baseline PSNR: each clip as its background colour (per-channel median) | 22.875 |" in text
     assert "| LPIPS | not run |" in text
     assert "| joint queries | - / - | not run |" in text

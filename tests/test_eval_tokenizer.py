@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 from omegaconf import OmegaConf
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from tokenizer_helpers import tiny_prior
@@ -38,7 +38,7 @@ NUM_CLIPS = 12  # one test clip per demo class
 REPORT_KEYS = {"checkpoint", "weights", "reconstruction_path", "num_clips", "num_unique_clips", "num_clips_listed",
                 "num_clips_skipped", "unreadable_files",
                 "rfvd", "psnr", "psnr_exact_frames", "baseline_psnr", "ssim", "lpips", "codebook", "protocol",
-                "num_processes", "batch_size_per_process", "seed", "videos", "seconds"}
+                "num_processes", "batch_size_per_process", "seed", "videos", "seconds", "i3d_features"}
 SEGMENTS = {"spatial_first", "spatial_second", "temporal_first", "temporal_second"}
 
 
@@ -147,6 +147,12 @@ def test_end_to_end_report_has_every_key_and_counts_every_clip(assets, tmp_path,
     assert (protocol["num_frames"], protocol["resolution"], protocol["fvd_resolution"]) == (17, 64, 224)
     assert len(report["videos"]) == 4  # 2 clips x (mp4, gif)
     assert all(Path(p).is_file() and Path(p).stat().st_size > 0 for p in report["videos"])
+    # per-clip I3D features for the class-accuracy ceiling: every clip once, with its class
+    features = load_file(report["i3d_features"])
+    assert features["real"].shape == features["reconstructed"].shape == (NUM_CLIPS, 400)
+    assert sorted(features["clip_ids"].tolist()) == list(range(NUM_CLIPS))
+    assert sorted(features["labels"].tolist()) == list(range(NUM_CLIPS))  # one test clip per demo class
+    assert not torch.equal(features["real"], features["reconstructed"])
 
 
 def test_unreadable_clips_are_left_out_of_rfvd_and_reported(assets, tmp_path, monkeypatch):

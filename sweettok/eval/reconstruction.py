@@ -243,12 +243,15 @@ class ReconstructionMetrics:
         self.values.setdefault(name, []).append(self._gather(value))
 
     @torch.no_grad()
-    def update(self, inputs: Tensor, reconstructions: Tensor, indices: Tensor, clip_ids: Tensor) -> None:
-        """One batch: inputs and (unclamped) reconstructions in [-0.5, 0.5], flat indices (B, N), clip ids (B,)."""
+    def update(self, inputs: Tensor, reconstructions: Tensor, indices: Tensor, clip_ids: Tensor,
+               labels: Optional[Tensor] = None) -> None:
+        """One batch: inputs and (unclamped) reconstructions in [-0.5, 0.5], flat indices (B, N), clip ids (B,), class labels (B,)."""
         x, y = to_unit(inputs), to_unit(reconstructions)
         frames = x.shape[2]
         per_clip = lambda values: rearrange(values, "(b t) -> b t", t=frames)  # noqa: E731
         self._add("clip_ids", torch.as_tensor(clip_ids).long())
+        if labels is not None:
+            self._add("labels", torch.as_tensor(labels).long())
         self._add("psnr", per_clip(psnr_per_frame(y, x)))
         self._add("baseline_psnr", per_clip(psnr_per_frame(background_baseline(x), x)))
         if self.with_ssim:
@@ -264,6 +267,13 @@ class ReconstructionMetrics:
     def merged(self, name: str) -> Optional[Tensor]:
         """All gathered values of ``name`` concatenated (None when never added)."""
         return torch.cat(self.values[name]) if name in self.values else None
+
+    def i3d_features(self) -> Optional[dict[str, Tensor]]:
+        """Per-clip I3D features of the real and reconstructed clips with their clip ids (and labels), or None."""
+        if "i3d_real" not in self.values:
+            return None
+        names = {"real": "i3d_real", "reconstructed": "i3d_fake", "clip_ids": "clip_ids", "labels": "labels"}
+        return {key: self.merged(name).contiguous() for key, name in names.items() if name in self.values}
 
     def compute(self) -> dict[str, Any]:
         """num_clips, duplicates, psnr (+ exact frames), baseline_psnr (``background_baseline``), ssim, lpips, rfvd, codebook usage/perplexity."""
