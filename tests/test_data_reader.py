@@ -38,6 +38,13 @@ def test_reader_returns_the_frames_written(tmp_path, backend, name, codec, lossl
     assert np.abs(again.astype(int) - frames[[0, 1]]).max() <= tolerance
 
 
+@pytest.mark.parametrize("name", ["clip.mp4", "clip.mkv", "clip.avi", "clip.webm"])
+def test_writer_gives_the_same_bytes_for_the_same_frames(tmp_path, name):
+    frames = patterned_frames(12)
+    first = write_video(tmp_path / "a" / name, frames, fps=10).read_bytes()
+    assert write_video(tmp_path / "b" / name, frames, fps=10).read_bytes() == first  # mkv/webm: no random UIDs
+
+
 @pytest.mark.parametrize("backend", ["auto"] + BACKENDS)
 def test_avi_mpeg4_frames_match_nearest_written_frame(tmp_path, backend):
     frames = patterned_frames(24)
