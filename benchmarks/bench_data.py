@@ -1,10 +1,10 @@
 """Clip-loading benchmark: one 17-frame training/eval clip against the decode-everything baseline.
 
-    python benchmarks/bench_data.py [--repeats 9] [--threads 1]
+    python benchmarks/bench_data.py [--repeats 9] [--threads 1] [--videos avi mp4 mkv] [--readers pyav decord auto]
 
-Writes a 7 s, 25 fps, 320x240 video (the size of UCF-101's clips) with PyAV twice, as MPEG-4 part 2
-avi (what UCF-101 ships) and as H.264 mp4 (x264's default key-frame interval of 250, so one key
-frame), to a temporary folder. Per reader and mode it times, opening the file afresh each time as
+Writes a 7 s, 25 fps, 320x240 video (the size of UCF-101's clips) with PyAV three times, as MPEG-4
+part 2 avi (what UCF-101 ships), as H.264 mp4 (x264's default key-frame interval of 250, so one key
+frame) and as the same H.264 in mkv (a container that stores no frame count), to a temporary folder. Per reader and mode it times, opening the file afresh each time as
 the dataset does per item:
 
 * baseline, the original's loader: decode every frame of the video with decord
@@ -17,8 +17,9 @@ the dataset does per item:
   clip, PyAV skipping the non-reference frames before it) and `VideoTransform` (resize in uint8,
   one batched op, one float copy).
 
-Readers: pyav, decord, and auto (the datasets' default: decord, with PyAV for the clips that start
-``LONG_PREROLL`` or more frames after their key frame).
+Readers: pyav, decord, and auto (the datasets' default: PyAV, counting the packets of containers
+that store no frame count such as mkv, where backend pyav estimates from the duration; decord only
+for files PyAV cannot open or decode).
 
 Modes: eval = centred clip, centre crop; train = random start, random crop and flip. Both resize
 modes (crop, squash) at resolution 256. Process CPU time (other processes on a shared machine
@@ -26,7 +27,8 @@ disturb it less than wall time), in N rounds: in each round the baseline(s) and 
 clip one after the other (train: round i draws start, crop and flip from seed i, so the cost
 varies from clip to clip as in training). The ms columns are medians over rounds; the ratio
 columns (baseline / ours, same reader / ours) are medians of the per-round ratios, which pair
-runs that saw the same clip and about the same background load.
+runs that saw the same clip and about the same background load; the load column is the 1-minute
+load average when the row finished.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from sweettok.data.video_reader import open_video
 from sweettok.data.video_writer import write_video
 
 WIDTH, HEIGHT, FPS, SECONDS, CLIP, RESOLUTION = 320, 240, 25, 7, 17, 256
+VIDEOS = {"avi": "mpeg4", "mp4": "h264", "mkv": "h264"}  # container -> codec (write_video's defaults)
 
 
 def moving_frames(num_frames: int) -> np.ndarray:
@@ -122,22 +125,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (a DataLoader worker uses 1)")
+    parser.add_argument("--videos", nargs="+", choices=VIDEOS, default=list(VIDEOS))
+    parser.add_argument("--readers", nargs="+", choices=video_reader.BACKENDS, default=list(video_reader.BACKENDS))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    backends = ["pyav"] + (["decord", "auto"] if video_reader.HAVE_DECORD else [])
+    available = ["pyav"] + (["decord", "auto"] if video_reader.HAVE_DECORD else [])
+    backends = [b for b in available if b in args.readers]
     frames = moving_frames(FPS * SECONDS)
     with tempfile.TemporaryDirectory() as tmp:
-        videos = {
-            "avi mpeg4": write_video(Path(tmp, "clip.avi"), frames, FPS),
-            "mp4 h264": write_video(Path(tmp, "clip.mp4"), frames, FPS),
-        }
+        videos = {f"{key} {VIDEOS[key]}": write_video(Path(tmp, f"clip.{key}"), frames, FPS) for key in args.videos}
         print(f"one {CLIP}-frame clip -> (3, {CLIP}, {RESOLUTION}, {RESOLUTION}) float32 from a {SECONDS} s {WIDTH}x{HEIGHT} "
               f"{FPS} fps video, {args.repeats} rounds, CPU ms per clip, {args.threads} torch thread(s), "
               f"load average {os.getloadavg()[0]:.2f}")
-        print(f"command: python benchmarks/bench_data.py --repeats {args.repeats} --threads {args.threads}")
+        print(f"command: python benchmarks/bench_data.py --repeats {args.repeats} --threads {args.threads} "
+              f"--videos {' '.join(args.videos)} --readers {' '.join(backends)}")
         original = "decord" if video_reader.HAVE_DECORD else "pyav"
         print(f"{'video':<11}{'reader':<8}{'mode':<7}{'resize':<8}{f'baseline ({original}, all)':>22}"
-              f"{'same reader, all':>18}{'ours':>7}{'ratio':>7}{'vs same':>9}")
+              f"{'same reader, all':>18}{'ours':>7}{'ratio':>7}{'vs same':>9}{'load':>6}")
         for name, path in videos.items():
             for backend in backends:
                 for train in (False, True):
@@ -151,7 +155,8 @@ def main() -> None:
                         mode = "train" if train else "eval"
                         print(f"{name:<11}{backend:<8}{mode:<7}{resize_mode:<8}{statistics.median(base):>22.1f}"
                               f"{statistics.median(same):>18.1f}{statistics.median(ours):>7.1f}"
-                              f"{paired_ratio(base, ours):>6.1f}x{paired_ratio(same, ours):>8.1f}x", flush=True)
+                              f"{paired_ratio(base, ours):>6.1f}x{paired_ratio(same, ours):>8.1f}x"
+                              f"{os.getloadavg()[0]:>6.2f}", flush=True)
         print(f"load average at the end {os.getloadavg()[0]:.2f}")
 
 

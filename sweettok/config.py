@@ -250,7 +250,7 @@ class DatasetConfig:
     num_workers: int = 4
     max_eval_clips: int = 0  # 0 = all
     index_dir: str = ""  # generator: folder of dumped index shards
-    video_backend: str = "auto"  # auto (decord if importable, PyAV fallback) | decord | pyav
+    video_backend: str = "auto"  # auto (PyAV, exact frame counts; decord as fallback) | decord | pyav
     max_retries: int = 10  # unreadable videos in a row before the dataset is declared broken
 
 

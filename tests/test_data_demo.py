@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -76,3 +78,39 @@ def test_demo_config_loads_a_batch_in_range(demo_dir):
     assert batch["video"].shape == (4, 3, 17, 32, 32)
     assert batch["video"].min() >= -0.5 and batch["video"].max() <= 0.5
     assert batch["label"].max() < 12
+
+
+
+# Run in a fresh interpreter, so that the first write sees a thread no decoder has run in yet.
+SAME_BYTES_AFTER_DECODING = """
+import sys
+from pathlib import Path
+import numpy as np
+from sweettok.data.demo import DemoSpec, make_demo_dataset
+from sweettok.data.video_reader import open_video
+from sweettok.data.video_writer import write_video
+out = Path(sys.argv[1])
+spec = DemoSpec(seed=3, train_clips_per_class=1, test_clips_per_class=0, num_frames=20, size=32, avi_every=0)
+make_demo_dataset(out / "first", spec)
+sources = []
+for n in (5, 12, 40, 60):  # flat grey frames, level 10 + 8 t
+    frames = np.broadcast_to((10 + 8 * np.arange(n, dtype=np.uint8))[:, None, None, None], (n, 32, 32, 3))
+    sources.append(write_video(out / f"source{n}.mp4", np.ascontiguousarray(frames), fps=10, lossless=True))
+for round_ in range(6):
+    for _ in range(5):
+        for source in sources:
+            with open_video(source, "pyav") as reader:  # one decoder thread: decodes in this thread
+                reader.get_frames(list(range(min(17, reader.num_frames))))
+    make_demo_dataset(out / f"again{round_}", spec)
+"""
+
+
+def test_demo_set_is_byte_identical_after_decoding_in_the_same_thread(tmp_path):
+    """With x264's AVX-512 kernels the bytes depended on what a decoder had left in the same thread's memory."""
+    subprocess.run([sys.executable, "-c", SAME_BYTES_AFTER_DECODING, str(tmp_path)], check=True, timeout=300)
+    first = {p.relative_to(tmp_path / "first"): p.read_bytes() for p in (tmp_path / "first").rglob("*.mp4")}
+    assert len(first) == 12
+    for round_ in range(6):
+        again = tmp_path / f"again{round_}"
+        changed = [str(k) for k, data in first.items() if (again / k).read_bytes() != data]
+        assert not changed, f"round {round_}: {len(changed)} of 12 videos differ, e.g. {changed[0]}"

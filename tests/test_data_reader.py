@@ -19,7 +19,7 @@ def patterned_frames(num_frames: int, size: int = 32) -> np.ndarray:
     return np.clip(np.stack(frames), 0, 255).astype(np.uint8)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", ["auto"] + BACKENDS)
 @pytest.mark.parametrize(
     "name, codec, lossless, tolerance",
     [("clip.mp4", "libx264", True, 3), ("clip.mkv", "ffv1", True, 0), ("clip.webm", "libvpx-vp9", True, 3)],
@@ -38,7 +38,14 @@ def test_reader_returns_the_frames_written(tmp_path, backend, name, codec, lossl
     assert np.abs(again.astype(int) - frames[[0, 1]]).max() <= tolerance
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", ["clip.mp4", "clip.mkv", "clip.avi", "clip.webm"])
+def test_writer_gives_the_same_bytes_for_the_same_frames(tmp_path, name):
+    frames = patterned_frames(12)
+    first = write_video(tmp_path / "a" / name, frames, fps=10).read_bytes()
+    assert write_video(tmp_path / "b" / name, frames, fps=10).read_bytes() == first  # mkv/webm: no random UIDs
+
+
+@pytest.mark.parametrize("backend", ["auto"] + BACKENDS)
 def test_avi_mpeg4_frames_match_nearest_written_frame(tmp_path, backend):
     frames = patterned_frames(24)
     path = write_video(tmp_path / "clip.avi", frames, fps=25)  # MPEG-4 part 2, lossy like XviD
@@ -119,10 +126,12 @@ def test_pyav_windows_in_order_continue_one_decode(tmp_path):
 
 
 @pytest.mark.skipif(not video_reader.HAVE_DECORD, reason="decord not installed")
-def test_auto_reads_a_long_pre_roll_with_pyav(tmp_path):
+def test_decord_with_fallback_reads_a_long_pre_roll_with_pyav(tmp_path):
     plain = long_gop_mp4(tmp_path / "gop.mp4")
     first = video_reader.LONG_PREROLL + 10
-    with open_video(tmp_path / "gop.mp4") as auto, open_video(tmp_path / "gop.mp4", "decord") as decord_only:
+    # auto's reader for a file PyAV cannot open, against backend "decord"
+    with video_reader.DecordReader(tmp_path / "gop.mp4", fallback=True) as auto, \
+            open_video(tmp_path / "gop.mp4", "decord") as decord_only:
         assert np.array_equal(auto.get_frames(list(range(17))), plain[:17])
         assert auto._pyav is None  # near the key frame: decord
         clip = list(range(first, first + 17))
@@ -130,3 +139,83 @@ def test_auto_reads_a_long_pre_roll_with_pyav(tmp_path):
         assert auto._pyav is not None and auto._pyav.frames_decoded < first + 17
         assert np.array_equal(out, plain[clip]) and np.array_equal(out, decord_only.get_frames(clip))
         assert decord_only._pyav is None  # backend "decord" stays decord
+
+
+@pytest.mark.skipif(not video_reader.HAVE_DECORD, reason="decord not installed")
+@pytest.mark.parametrize("name", ["clip.mp4", "clip.avi", "clip.mov", "clip.mkv", "clip.webm"])
+def test_auto_reads_with_pyav_and_counts_like_decord(tmp_path, name):
+    frames = patterned_frames(30)
+    path = write_video(tmp_path / name, frames, fps=10)
+    with open_video(path) as auto, open_video(path, "pyav") as pyav, open_video(path, "decord") as decord_only:
+        assert isinstance(auto, PyAVReader) and isinstance(decord_only, video_reader.DecordReader)
+        assert auto.num_frames == decord_only.num_frames == 30
+        indices = [0, 9, 10, 11, 29, 17, 17]
+        out = auto.get_frames(indices)
+        assert np.array_equal(out, pyav.get_frames(indices)) and np.array_equal(out, decord_only.get_frames(indices))
+
+
+def mkv_with_longer_audio(path, frames: np.ndarray, fps: int = 10, audio_seconds: float = 5.0):
+    """H.264 video in mkv (no stored frame count) beside a longer audio track: the duration overstates the video."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        audio = container.add_stream("pcm_s16le", rate=8000, layout="mono")
+        for array in frames:
+            container.mux(video.encode(av.VideoFrame.from_ndarray(array, format="rgb24")))
+        container.mux(video.encode())
+        for i in range(int(audio_seconds * 10)):
+            chunk = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.int16), format="s16", layout="mono")
+            chunk.sample_rate, chunk.pts = 8000, i * 800
+            container.mux(audio.encode(chunk))
+        container.mux(audio.encode())
+    return path
+
+
+def test_auto_counts_mkv_frames_where_the_duration_misleads(tmp_path):
+    path = mkv_with_longer_audio(tmp_path / "clip.mkv", patterned_frames(30))
+    with open_video(path) as auto, open_video(path, "pyav") as pyav_only:
+        assert isinstance(auto, PyAVReader) and auto.num_frames == 30  # packets counted
+        assert pyav_only.num_frames == 50  # backend "pyav" keeps the duration x rate estimate
+        assert np.array_equal(auto.get_frames([29]), pyav_only.get_frames([29]))
+    if video_reader.HAVE_DECORD:
+        with open_video(path, "decord") as decord_only:
+            assert decord_only.num_frames == 30
+
+
+@pytest.mark.skipif(not video_reader.HAVE_DECORD, reason="decord not installed")
+def test_auto_falls_back_to_decord_when_pyav_fails_to_decode(tmp_path, monkeypatch):
+    path = write_video(tmp_path / "clip.mp4", patterned_frames(20), fps=10)
+    with open_video(path) as auto, open_video(path, "decord") as decord_only:
+        assert isinstance(auto, PyAVReader)
+        monkeypatch.setattr(PyAVReader, "_decode_range", lambda *args, **kwargs: {})  # decodes nothing
+        assert np.array_equal(auto.get_frames([4, 5]), decord_only.get_frames([4, 5]))
+    with open_video(path, "pyav") as pyav_only, pytest.raises(VideoReadError, match="clip.mp4: pyav: none of frames"):
+        pyav_only.get_frames([4, 5])  # an explicit backend has no fallback
+
+
+@pytest.mark.skipif(not video_reader.HAVE_DECORD, reason="decord not installed")
+def test_auto_opens_with_decord_when_pyav_cannot(tmp_path, monkeypatch):
+    path = write_video(tmp_path / "clip.mp4", patterned_frames(20), fps=10)
+
+    def unopenable(self, path, *args, **kwargs):
+        raise VideoReadError(path, "pyav: simulated")
+
+    monkeypatch.setattr(PyAVReader, "__init__", unopenable)
+    with open_video(path) as auto:
+        assert isinstance(auto, video_reader.DecordReader) and auto.num_frames == 20
+    with pytest.raises(VideoReadError, match="pyav: simulated"):
+        open_video(path, "pyav")
+
+
+@pytest.mark.skipif(not video_reader.HAVE_DECORD, reason="decord not installed")
+def test_backends_give_identical_pixels_on_a_one_key_frame_mp4(tmp_path):
+    plain = long_gop_mp4(tmp_path / "gop.mp4")
+    for indices in (range(0, 17), range(66, 83), range(133, 150), [149, 3, 3, 77]):
+        clips = []
+        for backend in ("auto", "pyav", "decord"):
+            with open_video(tmp_path / "gop.mp4", backend) as reader:
+                assert reader.num_frames == 150
+                clips.append(reader.get_frames(list(indices)))
+        assert all(np.array_equal(clip, plain[list(indices)]) for clip in clips)

@@ -40,8 +40,9 @@ def test_resize_runs_in_uint8_and_keeps_exact_levels():
     assert levels.min() >= 0 and levels.max() <= 255
 
 
-def test_no_resize_is_exact_normalisation():
+@pytest.mark.parametrize("mean, std", [(0.45, 0.225), (0.5, 1.0)])
+def test_no_resize_is_exact_normalisation(mean, std):
     frames = random_frames(64, 64)
-    out = VideoTransform(64, "crop", mean=0.45, std=0.225)(frames)
-    expected = (frames.permute(3, 0, 1, 2).float() / 255.0 - 0.45) / 0.225
+    out = VideoTransform(64, "crop", mean=mean, std=std)(frames)
+    expected = (frames.permute(3, 0, 1, 2).float() / 255.0 - mean) / std
     assert torch.equal(out, expected)

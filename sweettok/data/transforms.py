@@ -78,4 +78,5 @@ class VideoTransform:
             x = x.flip(-1)
         out = torch.empty((x.shape[1], x.shape[0], *x.shape[2:]), dtype=torch.float32, device=x.device)  # (3, T, res, res)
         out.copy_(rearrange(x, "t c h w -> c t h w"))  # one pass: dtype and layout
-        return out.div_(255.0).sub_(self.mean).div_(self.std)
+        out.div_(255.0).sub_(self.mean)
+        return out if self.std == 1.0 else out.div_(self.std)  # x / 1.0 == x: skip the pass

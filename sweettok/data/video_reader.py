@@ -1,12 +1,18 @@
 """Video readers that decode only the frames a clip needs.
 
 ``open_video(path)`` returns a reader with ``num_frames``, ``fps`` and ``get_frames(indices)``
-(uint8 ``(N, H, W, 3)`` RGB). decord is used when it imports (its ``get_batch`` seeks to the key
-frame before each requested run of frames); otherwise, or when decord cannot open a file, PyAV
-seeks to the key frame before the first needed frame and decodes forward only up to the last
-one, skipping the non-reference frames (most B-frames) before the first one. Either way the cost
-of a 17-frame clip depends on the clip and the key-frame spacing, not on the length of the video.
-Any failure surfaces as ``VideoReadError`` naming the file.
+(uint8 ``(N, H, W, 3)`` RGB). PyAV seeks to the key frame before the first needed frame and
+decodes forward only up to the last one, skipping the non-reference frames (most B-frames) before
+the first one; decord's ``get_batch`` seeks to the key frame before each requested run of frames
+and decodes everything from there. Either way the cost of a 17-frame clip depends on the clip and
+the key-frame spacing, not on the length of the video.
+
+Backend ``auto`` (the default) uses PyAV, the faster reader on every clip measured in
+``benchmarks/bench_data.py`` (avi, mp4, mkv: same pixels, same frame count), and decord when PyAV
+cannot open or decode a file (and the reverse on decord). mkv/webm store no frame count: ``auto``
+counts their packets by demuxing (no decoding; what decord's index counts, and cheaper than
+decord's open), while backend ``pyav`` estimates the count from the duration. Any failure surfaces
+as ``VideoReadError`` naming the file.
 """
 
 from __future__ import annotations
@@ -25,9 +31,11 @@ logger = logging.getLogger(__name__)
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".webm", ".mkv", ".mov", ".m4v")
 BACKENDS = ("auto", "decord", "pyav")
 
-# Backend "auto": a clip whose first frame lies this many frames or more after its key frame is
-# decoded by PyAV, which skips the pre-roll's non-reference frames; decord decodes them all. On a
-# one-key-frame H.264 mp4 (bench_data.py) the centre clip costs decord about 1.4x PyAV's time.
+# Backend "auto" on decord (a file PyAV cannot open): a clip whose first frame lies this many
+# frames or more after its key frame is decoded by PyAV, which skips the pre-roll's non-reference
+# frames; decord decodes them all. On a one-key-frame H.264 mp4 (bench_data.py) the centre clip
+# costs decord about 1.4x PyAV's time. The same distance bounds how far PyAV continues a decode
+# instead of seeking.
 LONG_PREROLL = 32
 
 try:  # decord is optional (no wheels for some platforms)
@@ -81,6 +89,7 @@ class DecordReader(VideoReader):
     def __init__(self, path: str | os.PathLike, num_threads: int = 1, fallback: bool = False):
         self.path = os.fspath(path)
         self._fallback = fallback
+        self._num_threads = num_threads
         self._pyav: PyAVReader | None = None  # opened on first need
         self._decord_failed = False  # then PyAV decodes every clip of this file
         self._key_frames: np.ndarray | None = None
@@ -96,7 +105,7 @@ class DecordReader(VideoReader):
 
     def _pyav_reader(self) -> "PyAVReader":
         if self._pyav is None:
-            self._pyav = PyAVReader(self.path)
+            self._pyav = PyAVReader(self.path, self._num_threads)
         return self._pyav
 
     def _long_preroll(self, first: int) -> bool:
@@ -142,22 +151,32 @@ class DecordReader(VideoReader):
 
 class PyAVReader(VideoReader):
     """PyAV: seek to the key frame before the first needed frame, decode up to the last one
-    (or continue the previous call's decode when the clip starts just after it)."""
+    (or continue the previous call's decode when the clip starts just after it).
 
-    def __init__(self, path: str | os.PathLike):
+    With ``fallback`` (backend "auto") decord decodes the clips PyAV fails on. ``count_frames``: a
+    container that stores no frame count (mkv/webm) has its packets counted, not its duration x rate.
+    """
+
+    def __init__(self, path: str | os.PathLike, num_threads: int = 1, fallback: bool = False,
+                 count_frames: bool = False):
         self.path = os.fspath(path)
+        self._fallback = fallback and HAVE_DECORD
+        self._decord: DecordReader | None = None  # opened when PyAV fails on a clip
         try:
             self._container = av.open(self.path)
             if not self._container.streams.video:
                 raise VideoReadError(self.path, "no video stream")
             self._stream = self._container.streams.video[0]
+            # FFmpeg's default (0: one slice thread per core) costs ~8 % more CPU time per clip on a
+            # one-slice H.264 stream than one thread (bench_data.py); the pixels are the same.
+            self._stream.codec_context.thread_count = num_threads
         except VideoReadError:
             raise
         except Exception as err:  # av.FFmpegError and friends
             raise VideoReadError(self.path, f"pyav: {str(err).splitlines()[0][:200]}") from None
         rate = self._stream.average_rate or self._stream.guessed_rate or 0
         self.fps = float(rate)
-        self.num_frames = self._count_frames()
+        self.num_frames = self._count_frames(count_frames)
         self.frames_decoded = 0
         # One reformatter for all frames, one thread: 3-4x faster than ``to_ndarray(format=...)``,
         # which sets up a new converter with its own threads per frame; the pixels are the same.
@@ -171,8 +190,9 @@ class PyAVReader(VideoReader):
         self._needed: set[int] = set()  # the current range's frames and its last one: the rest
         self._last = 0  # before ``_last`` may skip non-reference frames
 
-    def _count_frames(self) -> int:
-        """Container frame count, else duration x rate (mkv/webm do not store a count)."""
+    def _count_frames(self, exact: bool) -> int:
+        """Container frame count; else (mkv/webm store none) the packets counted when ``exact``,
+        else duration x rate."""
         if self._stream.frames:
             return int(self._stream.frames)
         duration = None
@@ -180,11 +200,14 @@ class PyAVReader(VideoReader):
             duration = float(self._stream.duration * self._stream.time_base)
         elif self._container.duration is not None:
             duration = self._container.duration / 1_000_000  # av.time_base is microseconds
-        if duration and self.fps > 0:
+        if duration and self.fps > 0 and not exact:
             return max(1, int(math.floor(duration * self.fps + 0.5)))
-        # No metadata at all: count by demuxing packets (no decoding).
-        count = sum(1 for p in self._container.demux(self._stream) if p.size)
-        self._container.seek(0)
+        # Count by demuxing packets (no decoding): ~1 ms for 175 packets of mkv, less than decord's open.
+        try:
+            count = sum(1 for p in self._container.demux(self._stream) if p.size)
+            self._container.seek(0)
+        except Exception as err:  # av.FFmpegError and friends
+            raise VideoReadError(self.path, f"pyav: {str(err).splitlines()[0][:200]}") from None
         if count == 0:
             raise VideoReadError(self.path, "pyav: no frames")
         return count
@@ -199,11 +222,12 @@ class PyAVReader(VideoReader):
         """(index, frame) from the demuxer's position on; packets shown before ``self._last`` that
         are not in ``self._needed`` are decoded with ``skip_frame = NONREF``."""
         context = self._stream.codec_context
-        counter = -1
+        counter, skipping = -1, None
         for packet in self._container.demux(self._stream):
             shown = self._frame_index(packet.pts)  # -1 (no time): decoded in full
             skip = 0 <= shown < self._last and shown not in self._needed
-            context.skip_frame = "NONREF" if skip else "DEFAULT"
+            if skip is not skipping:  # set on change only: each assignment parses the name
+                context.skip_frame, skipping = ("NONREF" if skip else "DEFAULT"), skip
             for frame in packet.decode():
                 self.frames_decoded += 1
                 index = self._frame_index(frame.pts)
@@ -256,14 +280,26 @@ class PyAVReader(VideoReader):
             if seek and not found:
                 found = self._decode_range(first, last, needed, seek=False)
         except Exception as err:
-            raise VideoReadError(self.path, f"pyav: {str(err).splitlines()[0][:200]}") from None
+            return self._decord_frames(wanted, f"pyav: {str(err).splitlines()[0][:200]}")
         if not found:
-            raise VideoReadError(self.path, f"pyav: none of frames {first}..{last} could be decoded")
+            return self._decord_frames(wanted, f"pyav: none of frames {first}..{last} could be decoded")
         # Metadata can overstate the length by a frame or two: reuse the nearest earlier frame.
         for index in sorted(needed - found.keys()):
             earlier = [k for k in found if k < index]
             found[index] = found[max(earlier)] if earlier else found[min(found)]
         return np.stack([found[i] for i in wanted])
+
+    def _decord_frames(self, wanted: list[int], reason: str) -> np.ndarray:
+        """The frames PyAV failed on, from decord (backend "auto"); else ``VideoReadError(reason)``."""
+        if not self._fallback:
+            raise VideoReadError(self.path, reason)
+        logger.debug("%s on %s; decoding with decord", reason, self.path)
+        try:
+            if self._decord is None:
+                self._decord = DecordReader(self.path, self._stream.codec_context.thread_count)
+            return self._decord.get_frames(wanted)
+        except (VideoReadError, IndexError):  # IndexError: decord counts fewer frames
+            raise VideoReadError(self.path, reason) from None
 
     def close(self) -> None:
         """Release the file."""
@@ -271,6 +307,8 @@ class PyAVReader(VideoReader):
             self._container.close()
         except Exception:
             pass
+        if self._decord is not None:
+            self._decord.close()
 
 
 def _check_indices(indices: Sequence[int], num_frames: int, path: str) -> list[int]:
@@ -284,7 +322,8 @@ def _check_indices(indices: Sequence[int], num_frames: int, path: str) -> list[i
 
 
 def open_video(path: str | os.PathLike, backend: str = "auto", num_threads: int = 1) -> VideoReader:
-    """Open ``path`` with decord (auto: when importable) or PyAV; PyAV is the fallback on failure."""
+    """Open ``path`` with the named backend; "auto": PyAV with exact frame counts, decord as the
+    fallback (see the module docstring). ``num_threads``: decoder threads."""
     if backend not in BACKENDS:
         raise ValueError(f"video backend must be one of {BACKENDS}, got {backend!r}")
     path = os.fspath(path)
@@ -292,17 +331,23 @@ def open_video(path: str | os.PathLike, backend: str = "auto", num_threads: int 
         raise VideoReadError(path, "no such file")
     if os.path.getsize(path) == 0:
         raise VideoReadError(path, "empty file")
-    if backend == "pyav" or (backend == "auto" and not HAVE_DECORD):
-        return PyAVReader(path)
-    if not HAVE_DECORD:
-        raise ImportError("video backend 'decord' requested but decord is not installed")
+    if backend == "pyav":
+        return PyAVReader(path, num_threads)
+    if backend == "decord":
+        if not HAVE_DECORD:
+            raise ImportError("video backend 'decord' requested but decord is not installed")
+        return DecordReader(path, num_threads=num_threads)
     try:
-        return DecordReader(path, num_threads=num_threads, fallback=backend == "auto")
+        return PyAVReader(path, num_threads, fallback=True, count_frames=True)
     except VideoReadError as err:
-        if backend == "decord":
+        if not HAVE_DECORD:
             raise
-        logger.debug("decord failed on %s (%s); trying PyAV", path, err.reason)
-        return PyAVReader(path)
+        logger.debug("PyAV failed on %s (%s); trying decord", path, err.reason)
+        pyav_error = err
+    try:
+        return DecordReader(path, num_threads=num_threads, fallback=True)
+    except VideoReadError:
+        raise pyav_error from None
 
 
 def read_frames(path: str | os.PathLike, indices: Sequence[int], backend: str = "auto") -> np.ndarray:

@@ -23,7 +23,9 @@ def write_video(
     """Encode ``frames`` uint8 (T, H, W, 3) RGB to ``path``; ``lossless`` for exact-ish round trips.
 
     Writes to a temporary name and renames, so an interrupted run never leaves a half file.
-    Single-threaded encoding keeps the output byte-identical from run to run.
+    One encoder thread, x264's C code (no CPU-specific kernels) and FFmpeg's bitexact muxing keep
+    the output byte-identical from run to run, whatever the core count (and for H.264 the CPU's
+    SIMD instructions).
     """
     import av
 
@@ -46,9 +48,14 @@ def write_video(
         opts.setdefault("crf", "18")
     if codec == "libx264":
         opts.setdefault("preset", "veryfast")
+        # x264's C code, not its CPU-dependent kernels: with the AVX-512 ones the bytes changed after
+        # a decoder had run in the same thread (tests/test_data_demo.py), and the kernels' output
+        # differs from the C code's anyway (2,461 vs 2,462 bytes on a demo clip), so the bytes would
+        # depend on the machine's CPU. Costs ~4 ms per 32-frame 64x64 clip (5 -> 9 ms).
+        opts["x264-params"] = ":".join(filter(None, [opts.get("x264-params"), "no-asm=1"]))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    container = av.open(str(tmp), mode="w")
+    container = av.open(str(tmp), mode="w", options={"fflags": "+bitexact"})  # mkv/webm: no random UIDs
     try:
         stream = container.add_stream(codec, rate=_rate(fps))
         stream.width, stream.height = frames.shape[2], frames.shape[1]
