@@ -69,6 +69,15 @@ def test_existing_set_is_skipped_unless_forced(demo_dir):
     assert make_demo_dataset(demo_dir, SMALL, force=True) is True
 
 
+def test_set_of_an_older_video_writer_is_rebuilt(demo_dir):
+    meta_path = demo_dir / "demo.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({k: v for k, v in meta.items() if k != "writer"}))  # a set from before the version
+    assert make_demo_dataset(demo_dir, SMALL) is True
+    assert json.loads(meta_path.read_text())["writer"] == meta["writer"]
+    assert make_demo_dataset(demo_dir, SMALL) is False
+
+
 def test_demo_config_loads_a_batch_in_range(demo_dir):
     cfg = load_config(REPO / "configs/demo/dataset.yaml", [
         f"dataset.root={demo_dir}", f"dataset.train_list={demo_dir / 'train.txt'}",

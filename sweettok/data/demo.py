@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .video_writer import write_video
+from .video_writer import WRITER_VERSION, write_video
 
 logger = logging.getLogger(__name__)
 
@@ -139,11 +139,12 @@ def _write_split(out: Path, spec: DemoSpec, split: str) -> list[str]:
 
 
 def demo_is_complete(out: Path, spec: DemoSpec) -> bool:
-    """Whether ``out`` already holds the demo set of exactly this spec."""
+    """Whether ``out`` already holds the demo set of exactly this spec, written by this video writer."""
     meta = out / "demo.json"
     if not meta.is_file() or not all((out / f).is_file() for f in ("train.txt", "test.txt", "classes.txt")):
         return False
-    return json.loads(meta.read_text()).get("spec") == asdict(spec)
+    stored = json.loads(meta.read_text())
+    return stored.get("spec") == asdict(spec) and stored.get("writer") == WRITER_VERSION
 
 
 def make_demo_dataset(out: str | Path, spec: DemoSpec = DemoSpec(), force: bool = False) -> bool:
@@ -160,6 +161,6 @@ def make_demo_dataset(out: str | Path, spec: DemoSpec = DemoSpec(), force: bool 
         lines = _write_split(out, spec, split)
         (out / list_name).write_text("\n".join(lines) + "\n")
     (out / "classes.txt").write_text("\n".join(name for name, _, _ in demo_classes()) + "\n")
-    meta = {"spec": asdict(spec), "vocabulary": DEMO_VOCABULARY, "classes": [c[0] for c in demo_classes()]}
+    meta = {"spec": asdict(spec), "writer": WRITER_VERSION, "vocabulary": DEMO_VOCABULARY, "classes": [c[0] for c in demo_classes()]}
     (out / "demo.json").write_text(json.dumps(meta, indent=1) + "\n")  # written last: marks completion
     return True

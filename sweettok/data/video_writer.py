@@ -9,6 +9,9 @@ from typing import Optional
 import numpy as np
 
 # Codec defaults per container: H.264 for mp4/mkv, MPEG-4 part 2 (XviD-like) for avi, VP9 for webm.
+# Bumped whenever write_video gives other bytes for the same frames, so that stored sets (the demo's
+# demo.json) made by an older writer are rebuilt. 2: x264's C code and bitexact muxing.
+WRITER_VERSION = 2
 DEFAULT_CODECS = {".mp4": "libx264", ".mkv": "libx264", ".avi": "mpeg4", ".webm": "libvpx-vp9"}
 
 
