@@ -161,6 +161,7 @@ def make_demo_dataset(out: str | Path, spec: DemoSpec = DemoSpec(), force: bool 
         lines = _write_split(out, spec, split)
         (out / list_name).write_text("\n".join(lines) + "\n")
     (out / "classes.txt").write_text("\n".join(name for name, _, _ in demo_classes()) + "\n")
-    meta = {"spec": asdict(spec), "writer": WRITER_VERSION, "vocabulary": DEMO_VOCABULARY, "classes": [c[0] for c in demo_classes()]}
+    meta = {"spec": asdict(spec), "writer": WRITER_VERSION, "vocabulary": DEMO_VOCABULARY,
+            "classes": [c[0] for c in demo_classes()]}
     (out / "demo.json").write_text(json.dumps(meta, indent=1) + "\n")  # written last: marks completion
     return True

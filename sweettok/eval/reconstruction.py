@@ -245,7 +245,10 @@ class ReconstructionMetrics:
     @torch.no_grad()
     def update(self, inputs: Tensor, reconstructions: Tensor, indices: Tensor, clip_ids: Tensor,
                labels: Optional[Tensor] = None) -> None:
-        """One batch: inputs and (unclamped) reconstructions in [-0.5, 0.5], flat indices (B, N), clip ids (B,), class labels (B,)."""
+        """One batch: inputs and (unclamped) reconstructions in [-0.5, 0.5], flat indices (B, N), clip ids (B,).
+
+        ``labels`` (B,), when given, are kept beside the I3D features (``i3d_features``).
+        """
         x, y = to_unit(inputs), to_unit(reconstructions)
         frames = x.shape[2]
         per_clip = lambda values: rearrange(values, "(b t) -> b t", t=frames)  # noqa: E731
