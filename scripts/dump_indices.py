@@ -189,6 +189,7 @@ def dump(args: argparse.Namespace) -> Path:
         logger.info("wrote %s: %d clips, %d classes, tokenizer hash %s", out / INDEX_FILE, index["num_clips"],
                     index["num_classes"], digest)
     accelerator.wait_for_everyone()
+    accelerator.end_training()  # destroys the process group: a gloo group left to the exit can abort a rank
     return out
 
 

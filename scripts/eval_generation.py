@@ -151,6 +151,7 @@ def main() -> None:
 
     gen_feats, gen_skipped = side_features("generated", generated, args, extractor, accelerator)
     real_feats, real_skipped = side_features("real", real, args, extractor, accelerator)
+    accelerator.end_training()  # no collective after this; a gloo group left to the exit can abort a rank
     if not accelerator.is_main_process:
         return
     score = frechet_distance(gen_feats, real_feats)
