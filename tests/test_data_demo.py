@@ -89,7 +89,6 @@ def test_demo_config_loads_a_batch_in_range(demo_dir):
     assert batch["label"].max() < 12
 
 
-
 # Run in a fresh interpreter, so that the first write sees a thread no decoder has run in yet.
 SAME_BYTES_AFTER_DECODING = """
 import sys
