@@ -149,3 +149,17 @@ def test_quantizer_loss_placement_fails_at_load():
     with pytest.raises(ConfigError, match=r"model.tokenizer.temporal_quantizer.loss_placement must be one of "
                                           r"standard, legacy; got 'encoder'"):
         load_config(None, ["model.tokenizer.temporal_quantizer.loss_placement=encoder"])
+
+
+@pytest.mark.parametrize("stage", ["stage1", "stage2"])
+def test_ucf101_proxy_comment_gives_the_settings_its_stages_need(stage):
+    """configs/ucf101/proxy.yaml tells how to point stage 1/2 at it; those overrides build the same proxy."""
+    from sweettok.models.proxy_convert import TRAINING_ONLY_FIELDS
+
+    comment = [line for line in (REPO / "configs/ucf101/proxy.yaml").read_text().splitlines()
+               if line.startswith("#") and "model.proxy.weights=" in line]
+    overrides = comment[0].lstrip("# ").split()
+    trained = load_config(REPO / "configs/ucf101/proxy.yaml").model.proxy
+    used = load_config(REPO / f"configs/ucf101/{stage}.yaml", overrides).model.proxy
+    assert used.weights == "outputs/ucf101_proxy/export"
+    assert {k: (trained[k], used[k]) for k in trained if k not in TRAINING_ONLY_FIELDS and trained[k] != used[k]} == {}

@@ -6,6 +6,7 @@ MLC priors are tiny random ones saved in the real file format; everything else i
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 from pathlib import Path
@@ -19,8 +20,9 @@ from torch import nn
 from tokenizer_helpers import tiny_prior
 from sweettok.config import ConfigError, load_config
 from sweettok.data.demo import DemoSpec, make_demo_dataset
-from sweettok.models.proxy_convert import load_proxy_checkpoint
+from sweettok.models.proxy_convert import CheckpointMismatchError, load_proxy_checkpoint
 from sweettok.models.tokenizer import ENCODER_SIDE, SweetTok
+from sweettok.models.tokenizer_convert import load_pixel_decoder_from_proxy
 from sweettok.priors.prior import Prior, save_prior
 from sweettok.training.registry import get_task_factory
 from sweettok.training.stage1 import load_partial, read_state_dict
@@ -145,6 +147,22 @@ def test_stage2_freezes_encoder_side_and_trains_decoders(assets, stage1):
     with torch.no_grad():
         clip = torch.rand(1, 3, 17, 64, 64) - 0.5
         assert exported.decode_pixels(exported.encode(clip).latents).shape == clip.shape
+
+
+def test_proxy_export_refuses_a_config_of_another_architecture(assets, stage0, stage1):
+    """A setting that leaves the weights' shapes alone (the PEG layout) would load and give other codes."""
+    export = assets["root"] / "proxy" / "export"
+    trained = stage0.task.unwrap("model").cfg
+    with pytest.raises(CheckpointMismatchError, match=r"peg_layout=correct.*model\.proxy\.peg_layout=correct"):
+        load_proxy_checkpoint(export, dataclasses.replace(trained, peg_layout="original"))
+    with pytest.raises(CheckpointMismatchError, match="window_size=4"):
+        load_proxy_checkpoint(export, dataclasses.replace(trained, window_size=2))
+    # the stage-0 training settings do not change a loaded proxy: a config without them loads it
+    load_proxy_checkpoint(export, dataclasses.replace(trained, dead_code_threshold=0.0, commitment_weight=1.0))
+    stage2 = SweetTok(SweetTok.from_pretrained(assets["root"] / "stage1" / "export").cfg,
+                      dataclasses.replace(trained, peg_layout="original"), pixel_decoder=True)
+    with pytest.raises(CheckpointMismatchError, match="peg_layout"):
+        load_pixel_decoder_from_proxy(stage2, export)
 
 
 def test_missing_proxy_weights_name_the_path(assets, tmp_path):

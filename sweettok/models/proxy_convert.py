@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Mapping
 
 import torch
+import yaml
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
@@ -161,6 +162,38 @@ def check_published_quirks(state_dict: Mapping[str, Tensor], cfg: ProxyConfig, s
             "(the configs/base/proxy.yaml defaults; the stage-0 configs turn them off to train from scratch)")
 
 
+# ProxyConfig fields that only steer stage-0 training or a fresh init: a loaded proxy does not depend on them
+TRAINING_ONLY_FIELDS = frozenset({"weights", "commitment_weight", "codebook_decay", "codebook_data_init",
+                                  "dead_code_threshold", "post_quant_init_std", "peg_zero_bias"})
+
+
+def export_proxy_settings(path: str | os.PathLike) -> dict[str, object]:
+    """The ``model.proxy`` settings a stage-0 export folder was trained with ({} for a plain weight file)."""
+    directory = Path(path)
+    if not (directory / "config.yaml").is_file():
+        return {}
+    with open(directory / "config.yaml") as f:
+        data = yaml.safe_load(f) or {}
+    return dict((data.get("model") or {}).get("proxy") or {})
+
+
+def check_export_settings(path: str | os.PathLike, cfg: ProxyConfig, prefix: str = "model.proxy") -> None:
+    """Refuse a stage-0 export under a config that builds another architecture, naming the settings to use.
+
+    Some settings leave the weights' shapes alone (``peg_layout``, ``window_size``, ``heads`` at the
+    same width ...): a strict load would pass and give other codes without any error.
+    """
+    trained = export_proxy_settings(path)
+    wrong = {k: v for k, v in trained.items()
+             if k not in TRAINING_ONLY_FIELDS and hasattr(cfg, k) and getattr(cfg, k) != v}
+    if wrong:
+        raise CheckpointMismatchError(
+            f"{path} was trained with " + ", ".join(f"{k}={v}" for k, v in wrong.items()) + "; the config says "
+            + ", ".join(f"{k}={getattr(cfg, k)}" for k in wrong) + ". Load it with "
+            + " ".join(f"{prefix}.{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in wrong.items())
+            + f" (the settings in {Path(path) / 'config.yaml'})")
+
+
 def _summarise(keys: list[str], limit: int = 12) -> str:
     shown = ", ".join(keys[:limit])
     return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
@@ -194,6 +227,7 @@ def load_proxy_checkpoint(path: str | os.PathLike, cfg: ProxyConfig, *, with_enc
     ``freeze`` puts the model in eval mode without gradients, as the stage-1 target.
     """
     state_dict, published = read_proxy_weights(path)
+    check_export_settings(path, cfg)
     if published:  # its quirks cannot be seen in the weights' shapes (the PEG) or make 48 keys misfit
         check_published_quirks(state_dict, cfg, str(path))
     model = ProxyTokenizer(cfg, with_encoder=with_encoder, initialise=False)

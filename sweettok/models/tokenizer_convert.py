@@ -27,8 +27,8 @@ from torch import Tensor, nn
 from sweettok.config import ProxyConfig, TokenizerConfig
 from sweettok.models.key_mapping import STACK_RULES, invert_rules, rename_keys
 from sweettok.models.proxy_convert import (
-    CheckpointMismatchError, check_published_quirks, check_state_dict, load_state_dict_strict, omnitokenizer_to_ours,
-    ours_to_omnitokenizer, patch_norm_settings, published_quirks, read_proxy_weights, safe_torch_load)
+    CheckpointMismatchError, check_export_settings, check_published_quirks, check_state_dict, load_state_dict_strict,
+    omnitokenizer_to_ours, ours_to_omnitokenizer, patch_norm_settings, published_quirks, read_proxy_weights, safe_torch_load)
 from sweettok.models.tokenizer import SweetTok, check_prior_files
 from sweettok.priors.prior import find_prior
 from sweettok.quantizers import build_quantizer
@@ -218,6 +218,7 @@ def load_pixel_decoder_from_proxy(model: SweetTok, path: str | os.PathLike) -> N
     if not model.has_pixel_decoder:
         raise RuntimeError("load_pixel_decoder_from_proxy: the model has no pixel decoder (pixel_decoder=True)")
     state, published = read_proxy_weights(path)
+    check_export_settings(path, model.proxy_cfg)
     if published:
         check_published_quirks(state, model.proxy_cfg, str(path))
     state = {k: v for k, v in state.items() if not k.startswith(("encoder.", "pre_quant."))}
