@@ -206,7 +206,7 @@ class LossesConfig:
     """Loss weights for every stage (names follow the original configs)."""
 
     quantizer_weight: float = 1.0
-    reconstruction_loss: str = "l2"  # l2 | l1
+    reconstruction_loss: str = "l2"  # l2 (4 * MSE, the original's) | l1 | l2+l1 (their sum)
     reconstruction_weight: float = 1.0
     perceptual_loss: str = "convnext_s"  # convnext_s | lpips | none
     perceptual_weight: float = 0.1
@@ -408,6 +408,7 @@ def _choices() -> dict[str, tuple[str, ...]]:
     from sweettok.data.sampling import SHORT_VIDEO_RULES
     from sweettok.data.transforms import RESIZE_MODES
     from sweettok.data.video_reader import BACKENDS
+    from sweettok.losses.reconstruction import RECONSTRUCTION_LOSSES
     from sweettok.models.blocks import LINEAR_INITS
     from sweettok.quantizers.base import LOSS_PLACEMENTS
     from sweettok.training.performance import COMPILE_MODES
@@ -415,7 +416,8 @@ def _choices() -> dict[str, tuple[str, ...]]:
 
     return {"dataset.short_video": SHORT_VIDEO_RULES, "dataset.resize_mode": RESIZE_MODES,
             "dataset.list_format": LIST_FORMATS, "dataset.video_backend": BACKENDS,
-            "lr_scheduler.name": SCHEDULES, "training.compile_mode": COMPILE_MODES,
+            "lr_scheduler.name": SCHEDULES, "losses.reconstruction_loss": RECONSTRUCTION_LOSSES,
+            "training.compile_mode": COMPILE_MODES,
             "model.tokenizer.linear_init": LINEAR_INITS,
             **{f"model.tokenizer.{branch}_quantizer.loss_placement": tuple(LOSS_PLACEMENTS)
                for branch in ("spatial", "temporal")}}

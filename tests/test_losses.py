@@ -199,6 +199,15 @@ def test_adaptive_weight_uses_the_last_layer():
         module(x, decoder(x), step=10)
 
 
+@pytest.mark.parametrize("kind", ["l2", "l1", "l2+l1"])
+def test_pixel_loss_kinds(kind):
+    x, x_hat = torch.rand(2, 3, 5, 8, 8) - 0.5, torch.rand(2, 3, 5, 8, 8) - 0.5
+    l2, l1 = 4 * F.mse_loss(x_hat, x), F.l1_loss(x_hat, x)
+    expected = {"l2": l2, "l1": l1, "l2+l1": l2 + l1}[kind]
+    _, logs = ReconstructionGANLoss(loss_config(reconstruction_loss=kind))(x, x_hat, step=0)
+    assert torch.allclose(logs["reconstruction_loss"], expected)
+
+
 def test_bad_loss_settings_are_named():
     with pytest.raises(ValueError, match="reconstruction_loss"):
         ReconstructionGANLoss(loss_config(reconstruction_loss="l3"))

@@ -39,11 +39,12 @@ from sweettok.losses.gan import (
 )
 from sweettok.losses.perceptual import build_perceptual_loss
 
-RECONSTRUCTION_LOSSES = ("l2", "l1")
+RECONSTRUCTION_LOSSES = ("l2", "l1", "l2+l1")
 
 
 def pixel_reconstruction_loss(inputs: torch.Tensor, reconstructions: torch.Tensor, kind: str) -> torch.Tensor:
-    """``l2``: 4 * MSE (= MSE in [-1, 1] units for [-0.5, 0.5] inputs); ``l1``: mean absolute error."""
+    """``l2``: 4 * MSE (= MSE in [-1, 1] units for [-0.5, 0.5] inputs); ``l1``: mean absolute error;
+    ``l2+l1``: their sum."""
     if inputs.shape != reconstructions.shape:
         raise ValueError(
             f"reconstruction loss: inputs {tuple(inputs.shape)} vs reconstructions {tuple(reconstructions.shape)}"
@@ -52,6 +53,8 @@ def pixel_reconstruction_loss(inputs: torch.Tensor, reconstructions: torch.Tenso
         return 4.0 * F.mse_loss(reconstructions, inputs)
     if kind == "l1":
         return F.l1_loss(reconstructions, inputs)
+    if kind == "l2+l1":
+        return 4.0 * F.mse_loss(reconstructions, inputs) + F.l1_loss(reconstructions, inputs)
     raise ValueError(f"losses.reconstruction_loss: expected one of {RECONSTRUCTION_LOSSES}, got '{kind}'")
 
 
