@@ -168,12 +168,14 @@ class Report:
         self.add("Probe: does the decoupling hold?", body)
 
     def ablations(self) -> None:
-        rows = []
+        rows, budgets = [], set()
         for title, root in VARIANTS:
             base = self.demo / root if root else self.demo
             recon, probe = read_json(base / "eval" / "report.json"), read_json(base / "probe" / "probe.json")
             usage = codebook_stats(recon, "usage")
             steps = " / ".join(fmt_steps(base / stage / "config.yaml") for stage in ("stage1", "stage2"))
+            if "-" not in steps.split(" / "):
+                budgets.add(steps)
             rows.append((title, steps, lookup(recon, "psnr"), lookup(recon, "rfvd", "fvd"),
                          sum(usage.values()) / len(usage) if usage else None,
                          *(probe_cell(probe, label, tokens) for label in PROBE_LABELS for tokens in PROBE_TOKENS)))
@@ -183,8 +185,10 @@ class Report:
                  "of decoupled spatial/temporal queries; same data and settings otherwise (probe: "
                  f"{PROBE_HEADLINE[1]} read-out on `{PROBE_HEADLINE[0]}` features; with joint queries the 'spatial' and "
                  "'temporal' tokens are the first Ls and last Lt outputs of the one query stack, which feed the two "
-                 "quantizers).\n\n"
-                 + markdown_table(header, rows))
+                 "quantizers)."
+                 + (" **The variants train different step counts** (column 2): compare at equal steps only."
+                    if len(budgets) > 1 else " Same step counts for every variant.")
+                 + "\n\n" + markdown_table(header, rows))
 
     def timings(self) -> None:
         data = read_json(self.demo / "timings.json")

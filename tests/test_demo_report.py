@@ -264,3 +264,19 @@ def test_run_demo_stops_at_a_failed_step(stub_repo: Path) -> None:
     assert "step 'eval' failed (exit 3)" in result.stderr
     steps = {s["name"]: s["status"] for s in json.loads((stub_repo / "outputs/demo/timings.json").read_text())["steps"]}
     assert steps["eval"] == "failed" and "dump" not in steps
+
+
+def test_ablations_say_when_the_variants_train_different_step_counts(demo: Path) -> None:
+    def steps(folder: Path, count: int) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "config.yaml").write_text(f"training:\n  max_train_steps: {count}\n")
+
+    for name in ("stage1", "ablation_vq/stage1"):
+        steps(demo / name, 600)
+    for name in ("stage2", "ablation_vq/stage2"):
+        steps(demo / name, 250)
+    text, _ = make_report(demo)
+    assert "Same step counts for every variant." in text and "| plain VQ | 600 / 250 |" in text
+    steps(demo / "stage1", 1200)
+    text, _ = make_report(demo)
+    assert "**The variants train different step counts**" in text and "| main (MLC, decoupled queries) | 1200 / 250 |" in text
