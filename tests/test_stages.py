@@ -155,8 +155,8 @@ def test_proxy_export_refuses_a_config_of_another_architecture(assets, stage0, s
     trained = stage0.task.unwrap("model").cfg
     with pytest.raises(CheckpointMismatchError, match=r"peg_layout=correct.*model\.proxy\.peg_layout=correct"):
         load_proxy_checkpoint(export, dataclasses.replace(trained, peg_layout="original"))
-    with pytest.raises(CheckpointMismatchError, match="window_size=4"):
-        load_proxy_checkpoint(export, dataclasses.replace(trained, window_size=2))
+    with pytest.raises(CheckpointMismatchError, match="window_size=4"):  # the weight file inside the folder too
+        load_proxy_checkpoint(export / "model.safetensors", dataclasses.replace(trained, window_size=2))
     # the stage-0 training settings do not change a loaded proxy: a config without them loads it
     load_proxy_checkpoint(export, dataclasses.replace(trained, dead_code_threshold=0.0, commitment_weight=1.0))
     stage2 = SweetTok(SweetTok.from_pretrained(assets["root"] / "stage1" / "export").cfg,

@@ -168,8 +168,15 @@ TRAINING_ONLY_FIELDS = frozenset({"weights", "commitment_weight", "codebook_deca
 
 
 def export_proxy_settings(path: str | os.PathLike) -> dict[str, object]:
-    """The ``model.proxy`` settings a stage-0 export folder was trained with ({} for a plain weight file)."""
+    """The ``model.proxy`` settings a stage-0 export (its folder or the weight file in it) was trained with.
+
+    {} for a weight file outside an export folder (e.g. the published checkpoint).
+    """
     directory = Path(path)
+    if directory.is_file():
+        directory = directory.parent
+        if not (directory / "export.json").is_file():
+            return {}
     if not (directory / "config.yaml").is_file():
         return {}
     with open(directory / "config.yaml") as f:

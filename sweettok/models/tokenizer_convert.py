@@ -28,7 +28,8 @@ from sweettok.config import ProxyConfig, TokenizerConfig
 from sweettok.models.key_mapping import STACK_RULES, invert_rules, rename_keys
 from sweettok.models.proxy_convert import (
     CheckpointMismatchError, check_export_settings, check_published_quirks, check_state_dict, load_state_dict_strict,
-    omnitokenizer_to_ours, ours_to_omnitokenizer, patch_norm_settings, published_quirks, read_proxy_weights, safe_torch_load)
+    omnitokenizer_to_ours, ours_to_omnitokenizer, patch_norm_settings, published_quirks, read_proxy_weights,
+    safe_torch_load)
 from sweettok.models.tokenizer import SweetTok, check_prior_files
 from sweettok.priors.prior import find_prior
 from sweettok.quantizers import build_quantizer
