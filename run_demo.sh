@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole SweetTok pipeline on the embedded synthetic demo set, on CPU, then a report:
-#   data -> priors -> proxy (stage 0) -> stage 1 -> stage 2 -> reconstruction eval -> dump indices ->
-#   generator -> sample -> generation eval (gFVD + per-class accuracy) -> probe ->
+#   data -> priors -> proxy (stage 0; beside it, the real clips' I3D features) -> stage 1 -> stage 2 ->
+#   reconstruction eval -> dump indices -> generator -> sample -> generation eval (gFVD + per-class accuracy) -> probe ->
 #   ablations (plain VQ; joint queries: stage 1 + 2 at the same budget, eval, probe) -> report.
 #
 #   bash run_demo.sh                    # every step whose output is missing; writes outputs/demo/report.md
@@ -83,16 +83,24 @@ step() {
 
 # The generation eval of run_eval_gen.sh on the samples of the sample step (which it would redraw):
 # gFVD against 48 train clips (I3D on CPU costs ~1 s a clip: all 120 made this step ~400 s), and the
-# nearest-neighbour class accuracy of the samples against every train clip, whose I3D features are
-# kept in $DEMO/cache (the demo set is deterministic; delete the file after changing it); the eval
-# step's reconstructions of the test clips give the ceiling for samples decoded by this tokenizer.
+# nearest-neighbour class accuracy of the samples against every train clip; the eval step's
+# reconstructions of the test clips give the ceiling for samples decoded by this tokenizer. The real
+# clips' I3D features come from $DEMO/cache (the features step; a cache made for other videos or
+# settings is recomputed).
+GFVD_REAL=(--real-config configs/demo/generator_train.yaml --real-split train --num-videos 48 --resolution 128
+           --num-workers 0 --real-features $DEMO/cache/gfvd_real_features.safetensors)
+CLASS_REAL=(--real-config configs/demo/generator_train.yaml --real-features $DEMO/cache/i3d_train_features.safetensors)
 eval_generation() {
-  mkdir -p $DEMO/cache
-  "$PYTHON" scripts/eval_generation.py --generated $DEMO/samples --real-config configs/demo/generator_train.yaml \
-    --real-split train --num-videos 48 --resolution 128 --output $DEMO/eval_gen/gfvd.json &&
-  "$PYTHON" scripts/eval_class_accuracy.py --samples $DEMO/samples --real-config configs/demo/generator_train.yaml \
-    --real-features $DEMO/cache/i3d_train_features.safetensors --output $DEMO/eval_gen/class_accuracy.json \
-    --reconstruction-features $DEMO/eval/i3d_features.safetensors
+  "$PYTHON" scripts/eval_generation.py --generated $DEMO/samples "${GFVD_REAL[@]}" --output $DEMO/eval_gen/gfvd.json &&
+  "$PYTHON" scripts/eval_class_accuracy.py --samples $DEMO/samples "${CLASS_REAL[@]}" \
+    --output $DEMO/eval_gen/class_accuracy.json --reconstruction-features $DEMO/eval/i3d_features.safetensors
+}
+
+# The real side of that eval (I3D features of the train clips) needs only the data: the features step
+# computes it on the second core while the proxy trains, which would otherwise leave that core idle.
+real_features() {
+  "$PYTHON" scripts/eval_generation.py "${GFVD_REAL[@]}" &&
+  "$PYTHON" scripts/eval_class_accuracy.py "${CLASS_REAL[@]}"
 }
 
 # The two ablation variants at the main run's budget: they need only the proxy.
@@ -128,7 +136,7 @@ main() {
     shift
   done
 
-  STEPS=(data priors proxy stage1 stage2 eval dump generator sample eval_gen probe
+  STEPS=(data priors features proxy stage1 stage2 eval dump generator sample eval_gen probe
          ablation_vq_stage1 ablation_vq_stage2 ablation_vq_eval ablation_vq_probe
          ablation_joint_stage1 ablation_joint_stage2 ablation_joint_eval ablation_joint_probe report)
   if [ -n "$ONLY" ] && ! printf '%s\n' "${STEPS[@]}" | grep -qE "^${ONLY}(_|$)"; then
@@ -144,8 +152,22 @@ main() {
     "$PYTHON" scripts/make_demo_dataset.py --out data/demo
   step priors codebook_priors/demo/mlc_codebook_verb_adv.json codebook_priors/demo \
     "$PYTHON" scripts/build_codebook_priors.py --demo --out codebook_priors/demo
+  local features_pid=""
+  if [ -z "$ONLY" ] && [ "$SEQUENTIAL" = 0 ]; then
+    echo; echo "======== [$(date -u +%H:%M:%S)] real-clip features start in the background: log $DEMO/features.log ========"
+    step features $DEMO/cache/i3d_train_features.safetensors $DEMO/cache real_features >> "$DEMO/features.log" 2>&1 &
+    features_pid=$!
+  else
+    step features $DEMO/cache/i3d_train_features.safetensors $DEMO/cache real_features
+  fi
   step proxy  $DEMO/proxy/export/model.safetensors $DEMO/proxy \
     env CONFIG=configs/demo/proxy_train.yaml bash run_train_proxy.sh
+  if [ -n "$features_pid" ] && ! wait "$features_pid"; then
+    tail -n 20 "$DEMO/features.log" >&2
+    echo "run_demo.sh: the features step failed; full log: $DEMO/features.log" >&2
+    exit 1
+  fi
+  if [ -n "$features_pid" ]; then grep -E "^(skip |========)" "$DEMO/features.log" | tail -n 2 || true; fi
 
   # Every step runs one thread: on a second core the ablations train beside the main run.
   local ablations_pid=""

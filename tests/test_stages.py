@@ -24,6 +24,7 @@ from sweettok.models.proxy_convert import CheckpointMismatchError, load_proxy_ch
 from sweettok.models.tokenizer import ENCODER_SIDE, SweetTok
 from sweettok.models.tokenizer_convert import load_pixel_decoder_from_proxy
 from sweettok.priors.prior import Prior, save_prior
+from sweettok.training.preflight import preflight
 from sweettok.training.registry import get_task_factory
 from sweettok.training.stage1 import load_partial, read_state_dict
 from sweettok.training.trainer import Trainer
@@ -147,6 +148,20 @@ def test_stage2_freezes_encoder_side_and_trains_decoders(assets, stage1):
     with torch.no_grad():
         clip = torch.rand(1, 3, 17, 64, 64) - 0.5
         assert exported.decode_pixels(exported.encode(clip).latents).shape == clip.shape
+
+
+def test_stage2_refuses_priors_other_than_the_stage1_exports(assets, stage1, tmp_path):
+    """The word vectors are not weights: stage 2 with rebuilt priors would freeze quantizers with other codes."""
+    save_prior(_prior(10, 12, ("adjective", "noun"), 5), tmp_path / "spatial")  # same words, other vectors
+    cfg = stage_config(assets, "stage2", tmp_path / "stage2",
+                       f"model.proxy.weights={assets['root'] / 'proxy' / 'export'}",
+                       f"experiment.init_weight={assets['root'] / 'stage1' / 'export'}",
+                       f"model.tokenizer.spatial_quantizer.prior={tmp_path / 'spatial'}")
+    with pytest.raises(ConfigError, match=r"model\.tokenizer\.spatial_quantizer\.prior: .*other word vectors.*"
+                                          r"spatial_quantizer\.prior=.*stage1/export/priors/spatial"):
+        run(cfg)
+    with pytest.raises(ConfigError, match="other word vectors"):  # the launcher's check, before any launch
+        preflight(cfg)
 
 
 def test_proxy_export_refuses_a_config_of_another_architecture(assets, stage0, stage1):

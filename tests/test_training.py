@@ -71,9 +71,11 @@ class TinyMLP(nn.Module):
 class RegressionTask(Task):
     """Test fixture: MSE regression; records batch indices and lrs; can stop or go NaN at a step."""
 
-    def __init__(self, cfg, trainer, stop_at: int = -1, nan_at: int = -1, sigterm_at: int = -1):
+    def __init__(self, cfg, trainer, stop_at: int = -1, nan_at: int = -1, sigterm_at: int = -1, sigint_at: int = -1,
+                 sigint_count: int = 1):
         super().__init__(cfg, trainer)
         self.stop_at, self.nan_at, self.sigterm_at = stop_at, nan_at, sigterm_at
+        self.sigint_at, self.sigint_count = sigint_at, sigint_count
         self.seen: list[list[int]] = []
         self.lrs: dict[int, float] = {}
 
@@ -91,6 +93,9 @@ class RegressionTask(Task):
             raise KeyboardInterrupt(f"simulated kill at step {step}")
         if step == self.sigterm_at:
             os.kill(os.getpid(), signal.SIGTERM)  # preemption in the middle of a step
+        if step == self.sigint_at:
+            for _ in range(self.sigint_count):  # Ctrl-C pressed once or twice during a step
+                os.kill(os.getpid(), signal.SIGINT)
         index, x, y = batch
         self.seen.append(index.tolist())
         self.lrs[step] = self.optimizers["model"].param_groups[0]["lr"]
@@ -428,6 +433,28 @@ def test_sigterm_saves_a_checkpoint_and_the_rerun_resumes_exactly(tmp_path):
     assert resumed.step == 3
     resumed.fit()
     assert_same(snapshot(resumed), snapshot(straight))
+
+
+def test_ctrl_c_saves_a_checkpoint_and_a_second_one_stops_at_once(tmp_path):
+    from sweettok.training.trainer import TrainingInterrupted
+
+    straight = new_trainer(make_cfg(tmp_path / "a"))
+    straight.fit()
+    cfg = make_cfg(tmp_path / "b")
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(TrainingInterrupted, match="SIGINT at step 3.*checkpoint-3"):
+        new_trainer(cfg, sigint_at=2).fit()
+    assert signal.getsignal(signal.SIGINT) == before  # Ctrl-C behaves as before outside training
+    assert [step for step, _ in list_checkpoints(tmp_path / "b")] == [3]
+    resumed = new_trainer(cfg)
+    assert resumed.step == 3
+    resumed.fit()
+    assert_same(snapshot(resumed), snapshot(straight))
+
+    twice = make_cfg(tmp_path / "c")
+    with pytest.raises(KeyboardInterrupt):
+        new_trainer(twice, sigint_at=2, sigint_count=2).fit()
+    assert list_checkpoints(tmp_path / "c") == [] and signal.getsignal(signal.SIGINT) == before
 
 
 def test_fresh_start_moves_an_older_run_aside(tmp_path):

@@ -21,6 +21,7 @@ from sweettok.data.video_dataset import VideoDataset
 from sweettok.priors.prior import load_prior
 from sweettok.training.registry import TASKS
 from sweettok.training.stage1 import check_proxy_weights
+from sweettok.training.stage2 import check_stage1_priors
 
 logger = logging.getLogger(__name__)
 
@@ -77,10 +78,12 @@ def check_stage1(cfg: DictConfig) -> None:
 
 
 def check_stage2(cfg: DictConfig) -> None:
-    """Stage 2: the stage-1 export, the proxy (pixel decoder), the MLC priors, the videos."""
+    """Stage 2: the stage-1 export, the proxy (pixel decoder), the MLC priors (the export's), the videos."""
     check_init_weight(cfg)
     check_proxy_weights(cfg)
     check_priors(cfg)
+    if Path(cfg.experiment.init_weight).is_dir():
+        check_stage1_priors(cfg, Path(cfg.experiment.init_weight))
     check_videos(cfg)
 
 

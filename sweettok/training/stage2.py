@@ -16,12 +16,15 @@ import logging
 from pathlib import Path
 from typing import Any, Mapping
 
+import torch
 from torch import Tensor, nn
 
 from sweettok.config import ConfigError, to_dataclass
+from sweettok.models.pretrained import read_export_config
 from sweettok.models.proxy_convert import CheckpointMismatchError
 from sweettok.models.tokenizer import SweetTok
 from sweettok.models.tokenizer_convert import is_original_layout, load_pixel_decoder_from_proxy, original_to_ours
+from sweettok.priors.prior import Prior, load_prior
 from sweettok.training.checkpoint import load_export
 from sweettok.training.recon_eval import (
     FVDCache, ReconstructionMetrics, build_eval_loader, build_gan, build_train_loader, fixed_clips, gan_step,
@@ -53,6 +56,7 @@ def read_stage1_weights(cfg) -> dict[str, Tensor]:
                           "(e.g. outputs/demo/stage1/export, written by `bash run_train_stage1.sh`)")
     if Path(path).is_dir():
         state, _ = load_export(path)
+        check_stage1_priors(cfg, Path(path))
     elif Path(path).is_file():
         state = read_state_dict(path, "experiment.init_weight")
     else:
@@ -65,6 +69,44 @@ def read_stage1_weights(cfg) -> dict[str, Tensor]:
             cfg.model.tokenizer.peg_layout = "original"
         state = original_to_ours(state)
     return state
+
+
+def _edge_list(prior: Prior) -> list[tuple[int, int]]:
+    """The graph's edges in a canonical order (duplicates merged where the prior's rule merges them)."""
+    pairs = [tuple(edge) for edge in prior.edges.tolist()]
+    return sorted(set(pairs)) if prior.duplicate_edges == "merge" else sorted(pairs)
+
+
+def _prior_difference(ours: Prior, theirs: Prior) -> str:
+    """What differs between two word priors in what the MLC quantizer reads from them ('' when nothing)."""
+    for name in ("first_words", "second_words"):
+        if getattr(ours, name) != getattr(theirs, name):
+            return f"other {name.replace('_', ' ')} ({len(getattr(ours, name))} vs {len(getattr(theirs, name))})"
+    if ours.vectors.shape != theirs.vectors.shape or not torch.equal(ours.vectors, theirs.vectors):
+        return f"other word vectors ({tuple(ours.vectors.shape)} vs {tuple(theirs.vectors.shape)})"
+    if ours.duplicate_edges != theirs.duplicate_edges or _edge_list(ours) != _edge_list(theirs):
+        return f"other graph edges ({len(ours.edges)} vs {len(theirs.edges)})"
+    return ""
+
+
+def check_stage1_priors(cfg, export: Path) -> None:
+    """Refuse MLC priors other than the ones the stage-1 export was trained with (they are not weights).
+
+    The word vectors and the graph are read from the files that ``model.tokenizer.*_quantizer.prior``
+    name, not from the state dict: other files would give the frozen quantizers other codes.
+    """
+    trained = read_export_config(export).model.tokenizer
+    for branch in ("spatial", "temporal"):
+        key = f"{branch}_quantizer"
+        ours, theirs = cfg.model.tokenizer[key], trained[key]
+        if ours.kind != "mlc" or theirs.kind != "mlc":
+            continue  # a kind mismatch fails the strict load with the parameter names
+        why = _prior_difference(load_prior(ours.prior), load_prior(theirs.prior))
+        if why:
+            raise ConfigError(
+                f"model.tokenizer.{key}.prior: {ours.prior} is not the prior the stage-1 export {export} was "
+                f"trained with ({why}): the frozen quantizer would give other codes. Use its copy, "
+                f"model.tokenizer.{key}.prior={theirs.prior}, or train stage 1 again with this prior")
 
 
 def load_stage1(model: SweetTok, state: Mapping[str, Tensor], source: str) -> None:

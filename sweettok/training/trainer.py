@@ -50,12 +50,12 @@ def _namespaced(logs: dict[str, Any], default: str) -> dict[str, Any]:
 
 
 class TrainingInterrupted(RuntimeError):
-    """SIGTERM (e.g. preemption) stopped the run after saving a checkpoint; rerunning resumes it."""
+    """SIGTERM (e.g. preemption) or Ctrl-C stopped the run after saving a checkpoint; rerunning resumes it."""
 
-    def __init__(self, step: int, folder: Path):
-        self.step, self.folder = step, folder
-        super().__init__(f"stopped by SIGTERM at step {step}; checkpoint saved in {folder}: run the same command "
-                         "again to resume")
+    def __init__(self, step: int, folder: Path, signal_name: str = "SIGTERM"):
+        self.step, self.folder, self.signal_name = step, folder, signal_name
+        super().__init__(f"stopped by {signal_name} at step {step}; checkpoint saved in {folder}: run the same "
+                         "command again to resume")
 
 
 class Trainer:
@@ -98,7 +98,8 @@ class Trainer:
         setup_logging(self.output_dir, self.accelerator.is_main_process)
         if moved is not None:
             logger.warning("experiment.resume=false: the earlier run in %s was moved to %s", self.output_dir, moved)
-        self._stop_signal = False
+        self._stop_signal = ""  # the name of the signal that asked this rank to stop
+        self._previous_sigint: Any = None
         self.data_report = DataReport()  # unreadable / padded clips, logged per epoch
         self.step, self.epoch, self.batches_in_epoch = 0, 0, 0
         self._step_logs: dict[str, Any] = {}  # lr / grad norms of the current optimizer step
@@ -232,9 +233,11 @@ class Trainer:
     def fit(self) -> Path:
         """Train to ``training.max_train_steps``; return the export folder.
 
-        SIGTERM saves a checkpoint at the end of the current step and raises TrainingInterrupted.
+        SIGTERM, or a first Ctrl-C (SIGINT), saves a checkpoint at the end of the current step and
+        raises TrainingInterrupted; a second Ctrl-C stops at once (KeyboardInterrupt, nothing saved).
         """
-        previous = _set_sigterm(self._on_sigterm)
+        previous = _set_handler(signal.SIGTERM, self._on_stop_signal)
+        self._previous_sigint = _set_handler(signal.SIGINT, self._on_stop_signal)
         try:
             self._init_trackers()
             try:
@@ -248,17 +251,24 @@ class Trainer:
             self.accelerator.end_training()
             return export_dir
         finally:
-            if previous is not None:  # None: not settable here, or set outside Python
-                _set_sigterm(previous)
+            for signum, handler in ((signal.SIGTERM, previous), (signal.SIGINT, self._previous_sigint)):
+                if handler is not None:  # None: not settable here, or set outside Python
+                    _set_handler(signum, handler)
             self._release()
 
-    def _on_sigterm(self, signum: int, frame: Any) -> None:
-        logger.warning("SIGTERM: saving a checkpoint at the end of step %d, then stopping", self.step + 1)
-        self._stop_signal = True
+    def _on_stop_signal(self, signum: int, frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if signum == signal.SIGINT:  # the next Ctrl-C gets the previous behaviour: stop now
+            _set_handler(signal.SIGINT, self._previous_sigint or signal.default_int_handler)
+            logger.warning("Ctrl-C: saving a checkpoint at the end of step %d, then stopping (Ctrl-C again to stop "
+                           "at once without saving)", self.step + 1)
+        else:
+            logger.warning("%s: saving a checkpoint at the end of step %d, then stopping", name, self.step + 1)
+        self._stop_signal = self._stop_signal or name
 
     def _stop_requested(self) -> bool:
-        """Whether any rank got SIGTERM (all ranks then save together: the save is collective)."""
-        flag = self._stop_signal
+        """Whether any rank got SIGTERM or Ctrl-C (all ranks then save together: the save is collective)."""
+        flag = bool(self._stop_signal)
         if self.accelerator.num_processes > 1:
             flag = bool(self.accelerator.reduce(torch.tensor([float(flag)], device=self.accelerator.device),
                                                 reduction="sum").item() > 0)
@@ -316,7 +326,7 @@ class Trainer:
                     saved = self.output_dir / f"checkpoint-{self.step}"
                     if not _due(cfg.experiment.save_every, self.step, last_step):
                         saved = self.save()
-                    raise TrainingInterrupted(self.step, saved)
+                    raise TrainingInterrupted(self.step, saved, self._stop_signal or "a signal on another rank")
                 tick = step_start = time.perf_counter()
                 if last_step:
                     break
@@ -416,10 +426,10 @@ class Trainer:
         return out
 
 
-def _set_sigterm(handler: Any) -> Any:
-    """Install a SIGTERM handler, returning the previous one (no-op outside the main thread)."""
+def _set_handler(signum: int, handler: Any) -> Any:
+    """Install a handler of ``signum``, returning the previous one (no-op outside the main thread)."""
     try:
-        return signal.signal(signal.SIGTERM, handler)
+        return signal.signal(signum, handler)
     except ValueError:  # not the main thread: signals cannot be handled here
         return None
 
