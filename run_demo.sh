@@ -103,6 +103,10 @@ real_features() {
   "$PYTHON" scripts/eval_class_accuracy.py "${CLASS_REAL[@]}"
 }
 
+# The reconstruction evals (main run and ablations) share the real test clips' I3D features: the
+# first one to run writes them.
+TEST_REAL=(--real-features $DEMO/cache/i3d_test_features.safetensors)
+
 # The two ablation variants at the main run's budget: they need only the proxy.
 ablations() {
   local variant root
@@ -114,7 +118,7 @@ ablations() {
       env CONFIG=configs/demo/ablation_$variant/stage2.yaml bash run_train_stage2.sh experiment.output_dir=$root/stage2 \
       experiment.init_weight=$root/stage1/export
     step ablation_${variant}_eval $root/eval/report.json $root/eval \
-      bash run_eval.sh --checkpoint $root/stage2/export --out $root/eval
+      bash run_eval.sh --checkpoint $root/stage2/export --out $root/eval "${TEST_REAL[@]}"
     step ablation_${variant}_probe $root/probe/probe.json $root/probe \
       "$PYTHON" scripts/eval_probe.py --checkpoint $root/stage2/export --out $root/probe/probe.json
   done
@@ -184,7 +188,7 @@ main() {
   step stage2 $DEMO/stage2/export/model.safetensors $DEMO/stage2 \
     env CONFIG=configs/demo/stage2.yaml bash run_train_stage2.sh
   step eval   $DEMO/eval/report.json $DEMO/eval \
-    bash run_eval.sh --checkpoint $DEMO/stage2/export --out $DEMO/eval
+    bash run_eval.sh --checkpoint $DEMO/stage2/export --out $DEMO/eval "${TEST_REAL[@]}"
 
   # ---------------------------------------------------------------- generator
   step dump      $DEMO/indices/train/index.json $DEMO/indices \

@@ -16,6 +16,9 @@ left out of every metric (it would count a clip twice), and the report gives ``n
 and the ``unreadable_files``, so ``num_unique_clips`` and rFVD cover only real, distinct clips.
 With rFVD, the per-clip I3D features (real, reconstructed, labels) go to i3d_features.safetensors
 beside report.json: scripts/eval_class_accuracy.py --reconstruction-features reads them.
+``--real-features FILE`` keeps the real clips' I3D features for the next evaluation of the same
+clips (another checkpoint on the same list): read when made for the same videos and settings,
+else computed and written.
 
 --checkpoint: an export folder (EMA weights already) or a trainer checkpoint-<step> folder (its
 ema.safetensors unless --no-ema). The model is always built from the checkpoint's config.yaml;
@@ -48,6 +51,7 @@ from sweettok.data.lists import DatasetError
 from sweettok.data.video_dataset import VideoDataset
 from sweettok.errors import first_line
 from sweettok.eval import reconstruction as recon
+from sweettok.eval.feature_cache import cache_key, read_cache, write_cache
 from sweettok.eval.fvd import build_fvd_extractor
 from sweettok.eval.i3d_weights import find_i3d_weights
 from sweettok.eval.metrics import load_lpips
@@ -72,6 +76,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--no-ema", action="store_true", help="checkpoint folder: the raw, non-EMA weights")
     parser.add_argument("--no-fvd", action="store_true", help="skip rFVD (no I3D)")
     parser.add_argument("--no-lpips", action="store_true", help="skip LPIPS")
+    parser.add_argument("--real-features", default="",
+                        help="cache file of the real clips' I3D features (read if made for the same clips and settings)")
     parser.add_argument("--out", default="", help="output folder (default: <checkpoint>/../eval_<checkpoint name>)")
     parser.add_argument("--num-videos-saved", type=int, default=None, help="side-by-side clips written (default eval.num_videos_saved)")
     parser.add_argument("--video-formats", default="mp4,gif", help="comma list of mp4 | gif")
@@ -138,6 +144,15 @@ def build_loader(cfg, accelerator: Accelerator) -> tuple[DataLoader, int]:
     return accelerator.prepare(loader), len(dataset)
 
 
+def real_features_key(cfg, loader: DataLoader, args: argparse.Namespace) -> dict[str, Any]:
+    """The cache key of the eval clips' real I3D features: the listed videos and what shapes their features."""
+    dataset = loader.dataset.dataset  # IndexedClips over the VideoDataset
+    settings = {k: v for k, v in protocol(cfg, args).items() if k.startswith(("fvd_", "i3d_"))}
+    return cache_key([dataset.path_of(e) for e in dataset.entries], split=args.split,
+                     num_frames=cfg.dataset.num_frames, frame_stride=cfg.dataset.frame_stride,
+                     resolution=cfg.dataset.resolution, resize_mode=cfg.dataset.resize_mode, **settings)
+
+
 class DistinctClipMetrics(recon.ReconstructionMetrics):
     """ReconstructionMetrics that drop the clips the dataset loaded in place of an unreadable video."""
 
@@ -147,12 +162,12 @@ class DistinctClipMetrics(recon.ReconstructionMetrics):
 
     def update(self, inputs: torch.Tensor, reconstructions: torch.Tensor, indices: torch.Tensor,
                clip_ids: torch.Tensor, replaced: Optional[list[str]] = None,
-               labels: Optional[torch.Tensor] = None) -> None:
+               labels: Optional[torch.Tensor] = None, real_features: Optional[torch.Tensor] = None) -> None:
         """As the parent, plus ``replaced``: per clip, the unreadable paths it stands in for ("" if none)."""
         replaced = replaced if replaced is not None else [""] * inputs.shape[0]
         self._add("real_clip", torch.tensor([not paths for paths in replaced]))
         self.unreadable.update(p for paths in replaced for p in paths.split("\n") if p)
-        super().update(inputs, reconstructions, indices, clip_ids, labels)
+        super().update(inputs, reconstructions, indices, clip_ids, labels, real_features)
 
     def compute(self) -> dict[str, Any]:
         """The parent's numbers over the real clips only, plus num_clips_skipped."""
@@ -213,19 +228,26 @@ def evaluate(args: argparse.Namespace, accelerator: Accelerator) -> Optional[dic
         load_lpips(cfg.eval.lpips_net, accelerator.device)
     layout = loaded.model.layout
     metrics = DistinctClipMetrics(layout.sizes, layout.slices, accelerator, extractor, lpips_model)
+    key = real_features_key(cfg, loader, args) if extractor is not None and args.real_features else None
+    cached = read_cache(args.real_features, key) if key is not None else None
+    by_clip = dict(zip(cached["clip_ids"].tolist(), cached["features"])) if cached is not None else None
     out = output_dir(args)
     formats = tuple(f for f in args.video_formats.split(",") if f)
     videos, to_save = [], cfg.eval.num_videos_saved if accelerator.is_main_process else 0
     for batch in tqdm(loader, desc="reconstruction eval", disable=not accelerator.is_local_main_process):
         video = batch["video"].float()
         pixels, indices = reconstruct(video)
-        metrics.update(video, pixels, indices, batch["index"], list(batch["unreadable"]), batch["label"])
+        real = torch.stack([by_clip[int(i)] for i in batch["index"]]).to(accelerator.device) if by_clip else None
+        metrics.update(video, pixels, indices, batch["index"], list(batch["unreadable"]), batch["label"], real)
         if to_save > 0:  # the main process's first clips (the first clips of the list)
             videos += save_panels(out, video[:to_save], pixels[:to_save], batch["index"][:to_save], formats)
             to_save -= min(to_save, video.shape[0])
     unreadable = sorted(gathered_paths(accelerator, metrics.unreadable))  # collective: every rank
     if not accelerator.is_main_process:  # every value was gathered per batch: the main process holds them all
         return None
+    if key is not None and cached is None:  # all clips, replacements included: the same list reads the same way
+        write_cache(args.real_features, {"features": metrics.merged("i3d_real"), "clip_ids": metrics.merged("clip_ids")},
+                    key)
     result = metrics.compute()
     if result["num_unique_clips"] != num_listed or result["num_clips"] != num_listed:
         logger.warning("evaluated %d clips (%d distinct) of %d listed; %d skipped for %d unreadable file(s)%s",

@@ -159,7 +159,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"stopped: {err}", file=sys.stderr)
         return SIGINT_EXIT if err.signal_name == "SIGINT" else SIGTERM_EXIT
     except KeyboardInterrupt:  # a second Ctrl-C, or one before training started
-        print("stopped by Ctrl-C; nothing was saved since the last checkpoint (a rerun resumes from it)", file=sys.stderr)
+        print("stopped by Ctrl-C: the steps since the last checkpoint were not saved (a rerun resumes from that "
+              "checkpoint, if there is one)", file=sys.stderr)
         return SIGINT_EXIT
     except Exception as err:  # noqa: BLE001 - every failure becomes one line unless debugging
         if debug:

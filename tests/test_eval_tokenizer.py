@@ -158,6 +158,24 @@ def test_end_to_end_report_has_every_key_and_counts_every_clip(assets, tmp_path,
     assert not torch.equal(features["real"], features["reconstructed"])
 
 
+def test_real_features_cache_gives_the_same_report_without_computing_them_again(assets, tmp_path, monkeypatch):
+    cache = tmp_path / "cache" / "real.safetensors"
+    args = ["--checkpoint", str(assets["stage2"]), "--no-lpips", "--num-videos-saved", "0", "--real-features", str(cache)]
+    first = run_main(args + ["--out", str(tmp_path / "a")], monkeypatch)
+    assert cache.is_file()
+    clips = []  # clips the (fake) I3D sees on the second run: the reconstructions only
+    original = FVDFeatureExtractor.features
+    monkeypatch.setattr(FVDFeatureExtractor, "features", lambda self, v: clips.append(v.shape[0]) or original(self, v))
+    second = run_main(args + ["--out", str(tmp_path / "b")], monkeypatch)
+    assert sum(clips) == NUM_CLIPS  # not 2 x NUM_CLIPS
+    assert second["rfvd"] == first["rfvd"] and second["psnr"] == first["psnr"]
+    a, b = (load_file(str(tmp_path / d / "i3d_features.safetensors")) for d in "ab")
+    assert torch.equal(a["real"], b["real"]) and torch.equal(a["clip_ids"], b["clip_ids"])
+    clips.clear()  # other clips (a subset of the list): another key, computed again
+    run_main(args + ["--out", str(tmp_path / "c"), "--num-clips", "6"], monkeypatch)
+    assert sum(clips) == 2 * 6
+
+
 def test_unreadable_clips_are_left_out_of_rfvd_and_reported(assets, tmp_path, monkeypatch):
     """Two listed videos cannot be read: their stand-ins are not counted as distinct clips anywhere."""
     data = assets["data"]

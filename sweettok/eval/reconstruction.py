@@ -244,10 +244,11 @@ class ReconstructionMetrics:
 
     @torch.no_grad()
     def update(self, inputs: Tensor, reconstructions: Tensor, indices: Tensor, clip_ids: Tensor,
-               labels: Optional[Tensor] = None) -> None:
+               labels: Optional[Tensor] = None, real_features: Optional[Tensor] = None) -> None:
         """One batch: inputs and (unclamped) reconstructions in [-0.5, 0.5], flat indices (B, N), clip ids (B,).
 
         ``labels`` (B,), when given, are kept beside the I3D features (``i3d_features``).
+        ``real_features`` (B, D), when given, are the inputs' I3D features (from a cache): not computed again.
         """
         x, y = to_unit(inputs), to_unit(reconstructions)
         frames = x.shape[2]
@@ -262,7 +263,8 @@ class ReconstructionMetrics:
         if self.lpips_model is not None:
             self._add("lpips", per_clip(lpips_per_frame(self.lpips_model, y, x)))
         if self.fvd_extractor is not None:
-            self._add("i3d_real", self.fvd_extractor.features(to_uint8(x)))
+            self._add("i3d_real", real_features if real_features is not None else
+                      self.fvd_extractor.features(to_uint8(x)))
             self._add("i3d_fake", self.fvd_extractor.features(to_uint8(y)))
         gathered = self._gather(indices.long())  # (B_all, N)
         self.codebook.update({name: gathered[:, part] for name, part in self.slices.items()})
