@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole SweetTok pipeline on the embedded synthetic demo set, on CPU, then a report:
 #   data -> priors -> proxy (stage 0; beside it, the real clips' I3D features) -> stage 1 -> stage 2 ->
-#   reconstruction eval -> dump indices -> generator -> sample -> generation eval (gFVD + per-class accuracy) -> probe ->
-#   ablations (plain VQ; joint queries: stage 1 + 2 at the same budget, eval, probe) -> report.
+#   reconstruction eval -> dump indices -> generator -> sample -> generation eval (gFVD + per-class
+#   accuracy) -> probe -> ablations (plain VQ; joint queries: stage 1 + 2, eval, probe) -> report.
 #
 #   bash run_demo.sh                    # every step whose output is missing; writes outputs/demo/report.md
 #   bash run_demo.sh --force            # redo every step (each step's old output is removed first)

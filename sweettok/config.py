@@ -298,6 +298,9 @@ class TrainingConfig:
     ema_decay: float = 0.999
     num_generate: int = 2  # clips in logged reconstructions
     static_curriculum_steps: int = 0  # stage 1: train on static clips for the first N steps
+    # stage 1: keep the frozen proxy's codes of up to N clips, looked up by the clip's bytes (0 = off); pays off
+    # when clips repeat (no random crops: the demo draws 16 starts of 120 videos), see Stage1Task
+    proxy_code_cache_clips: int = 0
     eval_num_clips: int = 64  # in-training eval: fixed, evenly spaced subset of the eval split (0 = all)
     eval_fvd: bool = False  # in-training eval also computes rFVD (I3D; slow on CPU)
     # Speed / memory options (sweettok/training/performance.py); bf16 autocast is mixed_precision=bf16.

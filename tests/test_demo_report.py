@@ -273,6 +273,14 @@ def test_run_demo_stops_at_a_failed_step(stub_repo: Path) -> None:
     assert steps["eval"] == "failed" and "dump" not in steps
 
 
+def test_run_demo_stops_when_the_background_features_step_fails(stub_repo: Path) -> None:
+    result = run_demo(stub_repo, "--skip-ablations", fail="eval_generation.py")
+    assert result.returncode == 1
+    assert "the features step failed; full log: outputs/demo/features.log" in result.stderr
+    steps = {s["name"]: s["status"] for s in json.loads((stub_repo / "outputs/demo/timings.json").read_text())["steps"]}
+    assert steps["features"] == "failed" and steps["proxy"] == "ran" and "stage1" not in steps
+
+
 def test_ablations_say_when_the_variants_train_different_step_counts(demo: Path) -> None:
     def steps(folder: Path, count: int) -> None:
         folder.mkdir(parents=True, exist_ok=True)

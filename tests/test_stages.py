@@ -7,6 +7,7 @@ MLC priors are tiny random ones saved in the real file format; everything else i
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -245,3 +246,29 @@ def test_planted_pickles_are_refused_naming_the_config_key_and_file(tmp_path):
     with pytest.raises(ConfigError, match=f"model.tokenizer.temporal_quantizer.prior: {prior}: refused to unpickle"):
         check_prior_pickles(cfg)
     assert not marker.exists()
+
+
+def test_proxy_code_memo_gives_each_clip_the_codes_it_gets_alone(stage0):
+    """Remembered or not, batched with any clips or alone: a clip's codes are those of its own encode."""
+    from sweettok.training.stage1 import ProxyCodeMemo
+
+    proxy = stage0.task.unwrap("model").eval()
+    clips = torch.rand(5, 3, 17, 64, 64, generator=torch.Generator().manual_seed(0)) - 0.5
+    alone = torch.cat([proxy.encode(clips[i : i + 1]) for i in range(5)])
+    memo = ProxyCodeMemo(proxy, max_clips=3)
+    assert torch.equal(memo.encode(clips[:2]), alone[:2]) and memo.hit_rate == 0
+    assert torch.equal(memo.encode(clips[[1, 0, 2]]), alone[[1, 0, 2]])  # two remembered, one new
+    assert (memo.hits, memo.lookups) == (2, 5)
+    assert torch.equal(memo.encode(clips[3:]), alone[3:]) and len(memo.codes) == 3  # the oldest went
+    with pytest.raises(ValueError, match="max_clips"):
+        ProxyCodeMemo(proxy, max_clips=0)
+
+
+def test_stage1_with_the_proxy_code_memo_logs_its_hit_rate(assets, stage0, tmp_path):
+    trainer = run(stage_config(assets, "stage1", tmp_path / "stage1", "training.max_train_steps=3",
+                               f"model.proxy.weights={assets['root'] / 'proxy' / 'export'}",
+                               "training.proxy_code_cache_clips=64"))
+    memo = trainer.task.proxy_codes
+    assert memo is not None and memo.lookups == 6 and len(memo.codes) <= 6
+    rows = [json.loads(line) for line in (tmp_path / "stage1" / "metrics.jsonl").read_text().splitlines()]
+    assert any("train/proxy_code_cache_hit_rate" in row for row in rows)

@@ -8,14 +8,18 @@ Everything in ``SweetTok`` trains. Optional spatial-first curriculum: for the fi
 since the original's spatial pre-training file has no released recipe. When
 ``model.spatial_pretrain`` names that file, its tensors are mapped through the converter and the
 load reports how many matched, and which did not and why; nothing is skipped silently.
+With ``training.proxy_code_cache_clips=N`` the codes of up to N training clips are kept and looked
+up by the clip's bytes (``ProxyCodeMemo``): the proxy is frozen, so a clip's codes never change.
 Evaluation: proxy-code accuracy and the PSNR of the argmax codes decoded by the proxy (and, as the
 ceiling, of the proxy's own codes) on the fixed validation subset.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import pickle
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -130,6 +134,48 @@ def load_partial(model: nn.Module, state_dict: Mapping[str, Tensor], source: str
     return report
 
 
+class ProxyCodeMemo:
+    """The frozen proxy's codes of clips seen before, looked up by the SHA-1 of the clip's bytes.
+
+    A clip missing from the memo is encoded on its own, never with the rest of its batch, so its
+    codes do not depend on which clips it came with or on whether it was remembered: a resumed run,
+    whose memo starts empty, gets the same codes as the run it continues. At most ``max_clips`` are
+    kept (the oldest go first). Hashing needs the batch on the host: worth it on a CPU when clips
+    repeat (no random crops), not on a GPU where the proxy's forward is cheap.
+    """
+
+    def __init__(self, proxy: ProxyTokenizer, max_clips: int) -> None:
+        if max_clips < 1:
+            raise ValueError(f"ProxyCodeMemo needs max_clips >= 1, got {max_clips}")
+        self.proxy, self.max_clips = proxy, max_clips
+        self.codes: OrderedDict[bytes, Tensor] = OrderedDict()
+        self.hits = self.lookups = 0
+
+    @torch.no_grad()
+    def encode(self, video: Tensor) -> Tensor:
+        """(B, C, T, H, W) -> the proxy's codes (B, T', H', W'), each clip encoded alone the first time."""
+        host = video.detach().cpu().contiguous()
+        keys = [hashlib.sha1(memoryview(clip.view(torch.uint8).numpy()).cast("B")).digest() for clip in host]
+        out = []
+        for i, key in enumerate(keys):
+            codes = self.codes.get(key)
+            if codes is None:
+                codes = self.proxy.encode(video[i : i + 1])[0]
+                self.codes[key] = codes
+            else:
+                self.hits += 1
+            out.append(codes)
+        self.lookups += len(keys)
+        while len(self.codes) > self.max_clips:
+            self.codes.popitem(last=False)
+        return torch.stack(out)
+
+    @property
+    def hit_rate(self) -> float:
+        """Share of the clips looked up so far whose codes were remembered."""
+        return self.hits / max(self.lookups, 1)
+
+
 class Stage1Task(Task):
     """SweetTok logits vs the frozen proxy's codes (cross-entropy + quantizer loss)."""
 
@@ -153,14 +199,19 @@ class Stage1Task(Task):
         self.eval_dataloader, eval_set = build_eval_loader(cfg)
         self.logged_clips = fixed_clips(eval_set, cfg.training.num_generate)
         self.fvd = FVDCache(cfg, self.accelerator.device)
+        clips = cfg.training.proxy_code_cache_clips
+        self.proxy_codes = ProxyCodeMemo(self.proxy, clips) if clips > 0 else None
 
     def train_step(self, batch: Any, step: int) -> dict[str, Any]:
         video = batch["video"]
         if step < self.cfg.training.static_curriculum_steps:
             video = video[:, :, :1].expand_as(video).contiguous()  # static clip: first frame repeated
-        codes = self.proxy.encode(video)  # (B, T', H', W'), fp32, no grad
+        # (B, T', H', W'), fp32, no grad
+        codes = self.proxy_codes.encode(video) if self.proxy_codes is not None else self.proxy.encode(video)
         logits, out = self.models["model"](video)
         loss, logs = self.loss(logits, codes, out.loss)
+        if self.proxy_codes is not None:
+            logs["proxy_code_cache_hit_rate"] = self.proxy_codes.hit_rate
         self.backward(loss, logs)
         self.optimizer_step("model")
         logs.update({f"train/{k}": v for k, v in out.logs.items()})  # codebook usage/perplexity per half
