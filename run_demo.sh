@@ -19,13 +19,16 @@ DEMO=outputs/demo
 
 usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
 
-# CHILDREN_CPU := CPU seconds (user + sys) of every finished child so far, from bash's `times`
-# ("0m1.5s 0m0.2s"); `times` must run in this shell (a $(...) subshell starts from zero).
-children_cpu() {
-  local file="$DEMO/.times.$BASHPID"  # per shell: the ablations run in a subshell beside the main steps
-  times > "$file"
-  CHILDREN_CPU=$(tail -1 "$file" | awk '{ split($1, u, /[ms]/); split($2, s, /[ms]/); printf "%d", u[1] * 60 + u[2] + s[1] * 60 + s[2] }')
-  rm -f "$file"
+# run_timed FILE COMMAND...: run COMMAND in a subshell and return its exit status; FILE gets the CPU
+# seconds (user + sys) that COMMAND's processes used, from the subshell's own `times` (its second
+# line: finished children, "0m1.5s 0m0.2s"). Counting this shell's children instead would add a
+# background lane (the ablations, the features step) to the step that was running when it ended.
+run_timed() {
+  local file="$1"; shift
+  ( status=0; "$@" || status=$?; times > "$file"; exit "$status" )
+}
+cpu_seconds() {
+  tail -1 "$1" 2>/dev/null | awk '{ split($1, u, /[ms]/); split($2, s, /[ms]/); printf "%d", u[1] * 60 + u[2] + s[1] * 60 + s[2] }'
 }
 
 # record STEP SECONDS STATUS [CPU_SECONDS]: merge one step's times (and the load average) into
@@ -68,10 +71,9 @@ step() {
   fi
   [ "$FORCE" = 1 ] && [ -n "$clean" ] && rm -rf "$clean"
   echo; echo "======== [$(date -u +%H:%M:%S)] $name -> $output ========"
-  local started=$SECONDS cpu_started status=0
-  children_cpu; cpu_started=$CHILDREN_CPU
-  "$@" || status=$?
-  children_cpu; local cpu=$((CHILDREN_CPU - cpu_started))
+  local started=$SECONDS status=0 cpu_file="$DEMO/.cpu.$BASHPID"  # per shell: the lanes time steps at once
+  run_timed "$cpu_file" "$@" || status=$?
+  local cpu; cpu=$(cpu_seconds "$cpu_file"); cpu=${cpu:-0}; rm -f "$cpu_file"
   if [ "$status" != 0 ]; then
     record "$name" "$((SECONDS - started))" failed "$cpu"
     echo "run_demo.sh: step '$name' failed (exit $status) after $((SECONDS - started)) s; a rerun starts here" >&2

@@ -183,6 +183,15 @@ with open("calls.txt", "a") as f:
     f.write(" ".join([name, os.environ.get("CONFIG", "-")] + args) + "\n")
 if name == os.environ.get("STUB_FAIL"):
     sys.exit(3)
+slow = dict(item.split("=") for item in os.environ.get("STUB_SLOW", "").split(",") if item)
+if name in slow:  # "cpu:S": burn S seconds of CPU; "wait:S": sleep S seconds
+    import time
+    kind, seconds = slow[name].split(":")
+    if kind == "cpu":
+        while time.process_time() < float(seconds):
+            pass
+    else:
+        time.sleep(float(seconds))
 def arg(flag):
     return args[args.index(flag) + 1]
 overrides = dict(a.split("=", 1) for a in args if "=" in a and not a.startswith("-"))
@@ -225,8 +234,8 @@ def stub_repo(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def run_demo(repo: Path, *args: str, fail: str = "") -> subprocess.CompletedProcess:
-    env = {"PATH": "/usr/bin:/bin", "PYTHON": sys.executable, "STUB_FAIL": fail, "HOME": str(repo)}
+def run_demo(repo: Path, *args: str, fail: str = "", **env_vars: str) -> subprocess.CompletedProcess:
+    env = {"PATH": "/usr/bin:/bin", "PYTHON": sys.executable, "STUB_FAIL": fail, "HOME": str(repo), **env_vars}
     return subprocess.run(["bash", "run_demo.sh", *args], cwd=repo, env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -271,6 +280,15 @@ def test_run_demo_stops_at_a_failed_step(stub_repo: Path) -> None:
     assert "step 'eval' failed (exit 3)" in result.stderr
     steps = {s["name"]: s["status"] for s in json.loads((stub_repo / "outputs/demo/timings.json").read_text())["steps"]}
     assert steps["eval"] == "failed" and "dump" not in steps
+
+
+def test_a_step_is_charged_its_own_cpu_time_not_a_background_lane_s(stub_repo: Path) -> None:
+    """The features step burns 1 s of CPU and ends while the proxy step waits: the proxy used none."""
+    result = run_demo(stub_repo, "--skip-ablations", STUB_SLOW="eval_generation.py=cpu:1,run_train_proxy.sh=wait:3")
+    assert result.returncode == 0, result.stderr
+    steps = {s["name"]: s for s in json.loads((stub_repo / "outputs/demo/timings.json").read_text())["steps"]}
+    assert steps["features"]["cpu_seconds"] >= 1 and steps["proxy"]["seconds"] >= 3
+    assert steps["proxy"]["cpu_seconds"] == 0
 
 
 def test_run_demo_stops_when_the_background_features_step_fails(stub_repo: Path) -> None:
