@@ -98,32 +98,52 @@ eval_generation() {
     --output $DEMO/eval_gen/class_accuracy.json --reconstruction-features $DEMO/eval/i3d_features.safetensors
 }
 
-# The real side of that eval (I3D features of the train clips) needs only the data: the features step
-# computes it on the second core while the proxy trains, which would otherwise leave that core idle.
+# The reconstruction evals (main run and ablations) share the real test clips' I3D features.
+TEST_REAL=(--real-features $DEMO/cache/i3d_test_features.safetensors)
+
+# The real sides of these evals (I3D features of the train clips and of the test clips) need only the
+# data: the features step computes them on the second core while the proxy trains, which would
+# otherwise leave that core idle.
 real_features() {
   "$PYTHON" scripts/eval_generation.py "${GFVD_REAL[@]}" &&
+  "$PYTHON" scripts/eval_tokenizer.py --config configs/demo/stage2.yaml "${TEST_REAL[@]}" &&
   "$PYTHON" scripts/eval_class_accuracy.py "${CLASS_REAL[@]}"
 }
 
-# The reconstruction evals (main run and ablations) share the real test clips' I3D features: the
-# first one to run writes them.
-TEST_REAL=(--real-features $DEMO/cache/i3d_test_features.safetensors)
+# The reconstruction eval of the main tokenizer (the eval step).
+main_eval() {
+  step eval $DEMO/eval/report.json $DEMO/eval \
+    bash run_eval.sh --checkpoint $DEMO/stage2/export --out $DEMO/eval "${TEST_REAL[@]}"
+}
 
-# The two ablation variants at the main run's budget: they need only the proxy.
+# The two ablation variants (they need only the proxy); with "with-main-eval" (beside the main run),
+# the main tokenizer's eval too, between the joint variant's stage 1 and 2 (by then the main stage 2
+# is about to be exported; this side waits for it): the main side has the longer path, so it gains
+# what this side does for it (it waits for that eval before eval_gen, which reads its features).
+ablation_stage1() {
+  local root=$DEMO/ablation_$1
+  step ablation_$1_stage1 $root/stage1/export/model.safetensors $root/stage1 \
+    env CONFIG=configs/demo/ablation_$1/stage1.yaml bash run_train_stage1.sh experiment.output_dir=$root/stage1
+}
+ablation_rest() {
+  local root=$DEMO/ablation_$1
+  step ablation_$1_stage2 $root/stage2/export/model.safetensors $root/stage2 \
+    env CONFIG=configs/demo/ablation_$1/stage2.yaml bash run_train_stage2.sh experiment.output_dir=$root/stage2 \
+    experiment.init_weight=$root/stage1/export
+  step ablation_$1_eval $root/eval/report.json $root/eval \
+    bash run_eval.sh --checkpoint $root/stage2/export --out $root/eval "${TEST_REAL[@]}"
+  step ablation_$1_probe $root/probe/probe.json $root/probe \
+    "$PYTHON" scripts/eval_probe.py --checkpoint $root/stage2/export --out $root/probe/probe.json
+}
 ablations() {
-  local variant root
-  for variant in vq joint; do
-    root=$DEMO/ablation_$variant
-    step ablation_${variant}_stage1 $root/stage1/export/model.safetensors $root/stage1 \
-      env CONFIG=configs/demo/ablation_$variant/stage1.yaml bash run_train_stage1.sh experiment.output_dir=$root/stage1
-    step ablation_${variant}_stage2 $root/stage2/export/model.safetensors $root/stage2 \
-      env CONFIG=configs/demo/ablation_$variant/stage2.yaml bash run_train_stage2.sh experiment.output_dir=$root/stage2 \
-      experiment.init_weight=$root/stage1/export
-    step ablation_${variant}_eval $root/eval/report.json $root/eval \
-      bash run_eval.sh --checkpoint $root/stage2/export --out $root/eval "${TEST_REAL[@]}"
-    step ablation_${variant}_probe $root/probe/probe.json $root/probe \
-      "$PYTHON" scripts/eval_probe.py --checkpoint $root/stage2/export --out $root/probe/probe.json
-  done
+  ablation_stage1 vq
+  ablation_rest vq
+  ablation_stage1 joint
+  if [ "${1:-}" = with-main-eval ]; then
+    while [ ! -e $DEMO/stage2/export/model.safetensors ] && [ ! -e $DEMO/.main_stopped ]; do sleep 2; done
+    if [ -e $DEMO/stage2/export/model.safetensors ]; then main_eval; else echo "skip eval: the main run stopped"; fi
+  fi
+  ablation_rest joint
 }
 
 # The whole script is one function, read before it runs: editing this file mid-run cannot derail it.
@@ -178,19 +198,20 @@ main() {
   # Every step runs one thread: on a second core the ablations train beside the main run.
   local ablations_pid=""
   if [ "$SKIP_ABLATIONS" = 0 ] && [ -z "$ONLY" ] && [ "$SEQUENTIAL" = 0 ]; then
-    echo; echo "======== [$(date -u +%H:%M:%S)] ablations start in the background: log $DEMO/ablations.log ========"
-    ablations >> "$DEMO/ablations.log" 2>&1 &
+    echo; echo "======== [$(date -u +%H:%M:%S)] ablations (and the main eval) start in the background: log $DEMO/ablations.log ========"
+    rm -f $DEMO/.main_stopped
+    [ "$FORCE" = 1 ] && rm -rf $DEMO/eval  # eval_gen must not read a previous run's eval
+    ablations with-main-eval >> "$DEMO/ablations.log" 2>&1 &
     ablations_pid=$!
     # a failed main step still lets the ablations finish (their results stand); Ctrl-C stops both
-    trap "echo 'run_demo.sh: waiting for the ablations to finish ($DEMO/ablations.log)' >&2; wait $ablations_pid" EXIT
+    trap "touch $DEMO/.main_stopped; echo 'run_demo.sh: waiting for the ablations to finish ($DEMO/ablations.log)' >&2; wait $ablations_pid" EXIT
   fi
 
   step stage1 $DEMO/stage1/export/model.safetensors $DEMO/stage1 \
     env CONFIG=configs/demo/stage1.yaml bash run_train_stage1.sh
   step stage2 $DEMO/stage2/export/model.safetensors $DEMO/stage2 \
     env CONFIG=configs/demo/stage2.yaml bash run_train_stage2.sh
-  step eval   $DEMO/eval/report.json $DEMO/eval \
-    bash run_eval.sh --checkpoint $DEMO/stage2/export --out $DEMO/eval "${TEST_REAL[@]}"
+  [ -z "$ablations_pid" ] && main_eval
 
   # ---------------------------------------------------------------- generator
   step dump      $DEMO/indices/train/index.json $DEMO/indices \
@@ -199,6 +220,10 @@ main() {
     env CONFIG=configs/demo/generator_train.yaml bash run_train_generator.sh
   step sample    $DEMO/samples/samples.json $DEMO/samples \
     "$PYTHON" scripts/sample.py --checkpoint $DEMO/generator/export --out $DEMO/samples --num-per-class 2
+  if [ -n "$ablations_pid" ]; then  # eval_gen reads the eval's I3D features: wait for the other side's eval
+    while [ ! -e $DEMO/eval/report.json ] && kill -0 "$ablations_pid" 2>/dev/null; do sleep 2; done
+    [ -e $DEMO/eval/report.json ] || main_eval  # that side stopped first: evaluate here
+  fi
   step eval_gen  $DEMO/eval_gen/class_accuracy.json $DEMO/eval_gen eval_generation
   step probe     $DEMO/probe/probe.json $DEMO/probe \
     "$PYTHON" scripts/eval_probe.py --checkpoint $DEMO/stage2/export --out $DEMO/probe/probe.json

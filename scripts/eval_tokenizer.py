@@ -18,7 +18,10 @@ With rFVD, the per-clip I3D features (real, reconstructed, labels) go to i3d_fea
 beside report.json: scripts/eval_class_accuracy.py --reconstruction-features reads them.
 ``--real-features FILE`` keeps the real clips' I3D features for the next evaluation of the same
 clips (another checkpoint on the same list): read when made for the same videos and settings,
-else computed and written.
+else computed and written. Without --checkpoint, only that file is written (``--config`` gives
+the data and eval settings):
+
+    python scripts/eval_tokenizer.py --config configs/demo/stage2.yaml --real-features outputs/demo/cache/i3d_test_features.safetensors
 
 --checkpoint: an export folder (EMA weights already) or a trainer checkpoint-<step> folder (its
 ema.safetensors unless --no-ema). The model is always built from the checkpoint's config.yaml;
@@ -66,8 +69,9 @@ USER_ERRORS = (FileNotFoundError, ConfigError, DatasetError, CheckpointMismatchE
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", "--tokenizer", dest="checkpoint", required=True,
-                        help="export folder or checkpoint-<step> folder")
+    parser.add_argument("--checkpoint", "--tokenizer", dest="checkpoint", default="",
+                        help="export folder or checkpoint-<step> folder; without it (and with --config and "
+                             "--real-features), only the real clips' I3D features are written")
     parser.add_argument("--config", default="", help="YAML for data/eval settings (default: the checkpoint's)")
     parser.add_argument("--split", default="eval", choices=("eval", "train"),
                         help="which list; train clips get the eval transforms too (centre clip)")
@@ -84,7 +88,10 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--num-workers", type=int, default=None, help="data workers per process (default dataset.num_workers)")
     parser.add_argument("--seed", type=int, default=None, help="default eval.seed")
     parser.add_argument("overrides", nargs="*", help="config overrides key=value")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not args.checkpoint and not (args.config and args.real_features):
+        parser.error("give --checkpoint, or --config with --real-features to only compute the real clips' features")
+    return args
 
 
 def json_safe(value: Any) -> Any:
@@ -214,6 +221,24 @@ def gathered_paths(accelerator: Accelerator, paths: set[str]) -> set[str]:
     return {path for part in gather_object([sorted(paths)]) for path in part}
 
 
+def write_real_features(args: argparse.Namespace, accelerator: Accelerator) -> None:
+    """No tokenizer: the eval clips' real I3D features, computed as ``evaluate`` does, into --real-features."""
+    cfg = eval_config(args)
+    loader, num_listed = build_loader(cfg, accelerator)
+    key = real_features_key(cfg, loader, args)
+    if read_cache(args.real_features, key) is not None:
+        return
+    extractor = build_fvd_extractor(to_dataclass(cfg.eval), accelerator.device)
+    features, ids = [], []
+    for batch in tqdm(loader, desc="I3D real clips", disable=not accelerator.is_local_main_process):
+        real = extractor.features(recon.to_uint8(recon.to_unit(batch["video"].float())))
+        features.append(accelerator.gather_for_metrics(real.to(accelerator.device)).cpu())
+        ids.append(accelerator.gather_for_metrics(torch.as_tensor(batch["index"]).long().to(accelerator.device)).cpu())
+    if accelerator.is_main_process:
+        write_cache(args.real_features, {"features": torch.cat(features), "clip_ids": torch.cat(ids)}, key)
+        print(f"real clips: {num_listed} I3D features -> {args.real_features}")
+
+
 def evaluate(args: argparse.Namespace, accelerator: Accelerator) -> Optional[dict]:
     """Run the evaluation; the report on the main process (None elsewhere)."""
     started = time.time()
@@ -283,7 +308,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     multi_cpu = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
     accelerator = Accelerator(cpu=multi_cpu)
     try:
-        report = evaluate(args, accelerator)
+        report = evaluate(args, accelerator) if args.checkpoint else write_real_features(args, accelerator)
     except USER_ERRORS as err:
         sys.exit(f"error: {first_line(err)}")
     # destroys the process group: a gloo group left to the interpreter's exit can abort a rank

@@ -213,7 +213,7 @@ else:  # eval_generation.py, eval_class_accuracy.py (--output, or --real-feature
 out.parent.mkdir(parents=True, exist_ok=True)
 out.write_text("{}")
 '''
-STUB_PYTHON = ["make_demo_dataset.py", "build_codebook_priors.py", "dump_indices.py", "sample.py",
+STUB_PYTHON = ["make_demo_dataset.py", "build_codebook_priors.py", "dump_indices.py", "sample.py", "eval_tokenizer.py",
                "eval_generation.py", "eval_class_accuracy.py", "eval_probe.py", "make_report.py"]
 STUB_LAUNCHERS = ["run_train_proxy.sh", "run_train_stage1.sh", "run_train_stage2.sh", "run_train_generator.sh",
                   "run_eval.sh"]
@@ -260,6 +260,15 @@ def test_run_demo_runs_every_step_once_then_skips(stub_repo: Path) -> None:
     assert len(cache_only) == 2 and calls.index(cache_only[-1]) < stage1
     real_side = cache_only[0].split()[cache_only[0].split().index("--real-features") + 1]
     assert any("--generated" in c and real_side in c for c in calls)  # eval_gen reads the same cache
+    test_side = next(c for c in calls if c.startswith("eval_tokenizer.py") and "--checkpoint" not in c).split()
+    assert calls.index(" ".join(test_side)) < stage1
+    test_cache = test_side[test_side.index("--real-features") + 1]
+    assert sum(c.startswith("run_eval.sh") and test_cache in c for c in calls) == 3  # main eval + 2 ablations
+    # the main eval runs on the ablation side, after the main stage 2, and before eval_gen reads its features
+    assert "] eval -> outputs/demo/eval/report.json" in (stub_repo / "outputs/demo/ablations.log").read_text()
+    main_eval = calls.index(next(c for c in calls if c.startswith("run_eval.sh") and "outputs/demo/stage2/export" in c))
+    assert calls.index(next(c for c in calls if c.startswith("run_train_stage2.sh configs/demo/stage2.yaml"))) < main_eval
+    assert main_eval < calls.index(next(c for c in calls if c.startswith("eval_generation.py") and "--generated" in c))
     assert (stub_repo / "outputs/demo/report.md").is_file()
 
     again = run_demo(stub_repo)

@@ -176,6 +176,25 @@ def test_real_features_cache_gives_the_same_report_without_computing_them_again(
     assert sum(clips) == 2 * 6
 
 
+def test_real_features_alone_are_what_a_full_evaluation_computes(assets, tmp_path, monkeypatch):
+    script = load_script()
+    monkeypatch.setattr(script, "build_fvd_extractor", fake_extractor)
+    monkeypatch.setattr(script, "find_i3d_weights", lambda path=None: Path("fake-i3d"))
+    cache = tmp_path / "real.safetensors"
+    script.main(["--config", str(assets["stage2"] / "config.yaml"), "--real-features", str(cache)])  # no tokenizer
+    assert cache.is_file() and not (tmp_path / "eval").exists()
+    plain = run_main(["--checkpoint", str(assets["stage2"]), "--no-lpips", "--num-videos-saved", "0",
+                      "--out", str(tmp_path / "plain")], monkeypatch)
+    clips = []
+    original = FVDFeatureExtractor.features
+    monkeypatch.setattr(FVDFeatureExtractor, "features", lambda self, v: clips.append(v.shape[0]) or original(self, v))
+    cached = run_main(["--checkpoint", str(assets["stage2"]), "--no-lpips", "--num-videos-saved", "0",
+                       "--out", str(tmp_path / "cached"), "--real-features", str(cache)], monkeypatch)
+    assert sum(clips) == NUM_CLIPS and cached["rfvd"] == plain["rfvd"]  # read from the file, the same features
+    with pytest.raises(SystemExit):
+        script.parse_args(["--real-features", str(cache)])  # neither a checkpoint nor a config
+
+
 def test_unreadable_clips_are_left_out_of_rfvd_and_reported(assets, tmp_path, monkeypatch):
     """Two listed videos cannot be read: their stand-ins are not counted as distinct clips anywhere."""
     data = assets["data"]

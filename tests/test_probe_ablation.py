@@ -55,9 +55,9 @@ def test_ablation_differs_from_the_demo_only_where_it_should(variant, stage):
     expected = set(VARIANTS[variant]) | {k for k in CHANGED if demo[k]}
     if variant == "ablation_vq":  # the VQ tables' size; the MLC prior paths are not read
         expected |= {k for k in changed if k.endswith(("quantizer.codebook_size", "quantizer.prior"))}
-    if stage == "stage1":  # half the main run's steps, to fit the 30-minute demo (the configs say so)
+    if stage == "stage1":  # fewer steps than the main run, to fit the 30-minute demo (the configs say so)
         expected.add("training.max_train_steps")
-        assert 2 * ablation["training.max_train_steps"] == demo["training.max_train_steps"]
+        assert ablation["training.max_train_steps"] == 500 < demo["training.max_train_steps"]
     assert changed == expected
     assert ablation["experiment.output_dir"] == f"outputs/demo/{variant}/{stage}"
     if stage == "stage2":
