@@ -272,3 +272,20 @@ def test_stage1_with_the_proxy_code_memo_logs_its_hit_rate(assets, stage0, tmp_p
     assert memo is not None and memo.lookups == 6 and len(memo.codes) <= 6
     rows = [json.loads(line) for line in (tmp_path / "stage1" / "metrics.jsonl").read_text().splitlines()]
     assert any("train/proxy_code_cache_hit_rate" in row for row in rows)
+
+
+def test_stage1_with_the_memo_resumes_exactly(assets, stage0, tmp_path):
+    """12 clips, batch 2: steps 7-8 draw remembered clips. 8 steps straight == 6 steps, then 2 more from a
+    fresh state whose memo is empty (the clips are encoded again): the same weights, bit for bit."""
+    import shutil
+
+    common = ["training.max_train_steps=8", "experiment.save_every=6", "experiment.eval_every=100",
+              "training.proxy_code_cache_clips=64", f"model.proxy.weights={assets['root'] / 'proxy' / 'export'}"]
+    straight = run(stage_config(assets, "stage1", tmp_path / "a", *common))
+    assert straight.task.proxy_codes.hits == 4  # the first two steps of the second epoch
+    shutil.copytree(tmp_path / "a" / "checkpoint-6", tmp_path / "b" / "checkpoint-6")
+    resumed = run(stage_config(assets, "stage1", tmp_path / "b", *common))
+    assert (resumed.task.proxy_codes.lookups, resumed.task.proxy_codes.hits) == (4, 0)
+    a = straight.task.unwrap("model").state_dict()
+    b = resumed.task.unwrap("model").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
