@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -96,6 +97,7 @@ class RegressionTask(Task):
         if step == self.sigint_at:
             for _ in range(self.sigint_count):  # Ctrl-C pressed once or twice during a step
                 os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.05)  # the handler runs before the next press: pending signals of one kind merge
         index, x, y = batch
         self.seen.append(index.tolist())
         self.lrs[step] = self.optimizers["model"].param_groups[0]["lr"]
