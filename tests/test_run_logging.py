@@ -80,3 +80,40 @@ def test_a_checkpoint_save_logs_one_line_not_accelerates_info(tmp_path, caplog):
     accelerate_info = [r for r in caplog.records if r.name.startswith("accelerate") and r.levelno < logging.WARNING]
     assert any(r.getMessage().startswith("saved ") for r in ours)
     assert accelerate_info == []
+
+
+def test_log_lines_do_not_run_into_a_progress_bar(tmp_path):
+    """A line logged while a tqdm bar is drawn on the same stream starts on its own line (tqdm.write)."""
+    import io
+    import logging
+    import re
+
+    from tqdm import tqdm
+
+    from sweettok.training.logs import setup_logging
+
+    stream = io.StringIO()
+    root = logging.getLogger()
+    old_handlers, old_level = list(root.handlers), root.level
+    try:
+        setup_logging(tmp_path)
+        ours = [h for h in root.handlers if getattr(h, "_sweettok_handler", False) and not isinstance(h, logging.FileHandler)]
+        assert len(ours) == 1
+        ours[0].setStream(stream)
+        bar = tqdm(total=10, file=stream, desc="train", mininterval=0)
+        bar.update(3)
+        logging.getLogger("sweettok.test").warning("Ctrl-C: saving a checkpoint")
+        bar.close()
+    finally:
+        for handler in list(root.handlers):
+            if handler not in old_handlers:
+                root.removeHandler(handler)
+                handler.close()
+        root.setLevel(old_level)
+    text = stream.getvalue()
+    before = text[: re.search(r"\d\d:\d\d:\d\d WARNING sweettok.test: Ctrl-C", text).start()]
+    assert "train:" in before  # the bar was drawn first
+    # the bar was erased first ("\r", blanks, "\r"): the line starts at column 0, not after the bar's text
+    segments = before.rsplit("\n", 1)[-1].split("\r")
+    assert segments[-1].strip(" ") == "" and "train:" not in segments[-2]
+    assert (tmp_path / "train.log").read_text().count("Ctrl-C: saving") == 1

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Optional
 from urllib.parse import urlsplit
 
+from tqdm.auto import tqdm
+
 logger = logging.getLogger(__name__)
 
 _HANDLER_TAG = "_sweettok_handler"
@@ -27,6 +29,17 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 QUIET_LOGGERS = ("accelerate.checkpointing", "accelerate.accelerator")
 WANDB_DEFAULT_HOST = "https://api.wandb.ai"
 RUN_ID_ALPHABET = string.ascii_lowercase + string.digits  # what wandb's own generated ids use
+
+
+class ProgressAwareHandler(logging.StreamHandler):
+    """A stream handler that writes through ``tqdm.write``: a line logged while a progress bar is drawn
+    (a Ctrl-C notice, an eval result) starts on its own line and the bar is redrawn below it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            tqdm.write(self.format(record), file=self.stream)
+        except Exception:  # noqa: BLE001 - logging's own contract: report, never raise
+            self.handleError(record)
 
 
 def setup_logging(
@@ -40,7 +53,7 @@ def setup_logging(
             handler.close()
     root.setLevel(level if is_main_process else logging.WARNING)
     formatter = logging.Formatter(LOG_FORMAT, datefmt="%H:%M:%S")
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)]
+    handlers: list[logging.Handler] = [ProgressAwareHandler(sys.stdout)]
     if output_dir is not None and is_main_process:
         Path(output_dir).mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(Path(output_dir) / "train.log"))
