@@ -170,7 +170,12 @@ def test_stage3_trains_two_steps_and_exports(assets, trained):
     meta = json.loads((out / "export" / "generator.json").read_text())
     assert meta["num_classes"] == 12 and meta["tokenizer_hash"] == IndexDataset(assets["index"]).tokenizer_hash
     assert (out / "export" / "model.safetensors").is_file()
-    assert list((out / "samples").glob("generator_samples_*.gif"))  # generate hook decoded two classes
+    gifs = list((out / "samples").glob("generator_samples_*.gif"))  # generate hook decoded two classes
+    assert gifs
+    from PIL import Image
+
+    with Image.open(gifs[0]) as gif:
+        assert gif.info["duration"] == 120  # 8 fps in GIF's 10 ms units (imageio's mimsave stored 0)
     logged = (out / "train.log").read_text()
     assert "train/loss" in logged and "train/accuracy" in logged
 

@@ -597,6 +597,10 @@ def test_video_panel_and_gif(tmp_path):
     assert (frames[:, :, 6:12] == 128).all()  # the output column: zeros -> mid grey
     paths = save_video_panel(x, x, tmp_path, step=7, formats=("gif",))
     assert paths == [tmp_path / "samples" / "train_reconstruction_00000007.gif"] and paths[0].stat().st_size > 0
+    from PIL import Image
+
+    with Image.open(paths[0]) as gif:  # the panel's default 4 fps: 250 ms a frame (imageio's mimsave stored 0)
+        assert gif.n_frames == 5 and gif.info["duration"] == 250
 
 
 def test_lr_schedule_values():

@@ -26,6 +26,7 @@ from torch import Tensor
 
 from sweettok.config import ConfigError, to_dataclass
 from sweettok.data.index_dataset import IndexDataset, TokenizerMismatchError, tokenizer_hash
+from sweettok.data.video_writer import write_video
 from sweettok.models.generator import ClassConditionalGPT
 from sweettok.models.sampling import sample
 from sweettok.training.data import build_dataloader
@@ -135,12 +136,8 @@ class GeneratorTask(Task):
         self._save_panel(frames, step, [self.dataset.class_names[c] for c in classes])
 
     def _save_panel(self, frames: np.ndarray, step: int, names: list[str]) -> None:
-        import imageio.v2 as imageio
-
         folder = self.output_dir / "samples"
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"generator_samples_{step:08d}.gif"
-        imageio.mimsave(path, list(frames), duration=1.0 / 8, loop=0)
+        path = write_video(folder / f"generator_samples_{step:08d}.gif", frames, fps=8)  # 125 ms frames
         (folder / f"generator_samples_{step:08d}.json").write_text(json.dumps({"columns": names}))
         logger.info("step %d: samples of %s -> %s", step, ", ".join(names), path)
         if any(t.name == "wandb" for t in getattr(self.accelerator, "trackers", [])):

@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from einops import rearrange
 
+from sweettok.data.video_writer import write_video
+
 logger = logging.getLogger(__name__)
 
 
@@ -55,13 +57,9 @@ def save_video_panel(
     paths = []
     for fmt in formats:
         path = folder / f"{tag}_{step:08d}.{fmt}"
-        if fmt == "gif":
-            import imageio.v2 as imageio
-
-            imageio.mimsave(path, list(frames), duration=1.0 / fps, loop=0)
+        if fmt == "gif":  # imageio's mimsave(duration=1 / fps) stores 0 ms frames: the viewer's default speed
+            write_video(path, frames, fps=fps)
         elif fmt == "mp4":
-            from sweettok.data.video_writer import write_video
-
             write_video(path, _even(frames), fps=fps)
         else:
             raise ValueError(f"unknown video format '{fmt}' (gif | mp4)")
