@@ -137,7 +137,7 @@ class GeneratorTask(Task):
 
     def _save_panel(self, frames: np.ndarray, step: int, names: list[str]) -> None:
         folder = self.output_dir / "samples"
-        path = write_video(folder / f"generator_samples_{step:08d}.gif", frames, fps=8)  # 125 ms frames
+        path = write_video(folder / f"generator_samples_{step:08d}.gif", frames, fps=8)  # 120 ms frames (GIF stores 10 ms units)
         (folder / f"generator_samples_{step:08d}.json").write_text(json.dumps({"columns": names}))
         logger.info("step %d: samples of %s -> %s", step, ", ".join(names), path)
         if any(t.name == "wandb" for t in getattr(self.accelerator, "trackers", [])):
