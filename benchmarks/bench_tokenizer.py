@@ -2,6 +2,7 @@
 
     python benchmarks/bench_tokenizer.py [--repeats 2] [--threads N] [--skip-paper] [--skip-demo]
         [--skip-efficiency] [--efficiency-size 128] [--device cpu] [--bf16] [--profile] [--onednn-linear]
+        [--peg]
 
 * Paper preset (TokenizerConfig defaults: 180 M parameters without quantizers), batch 1, one
   (1, 3, 17, 256, 256) clip on the CPU: a stage-1 step (encode, decode to 8192-way logits,
@@ -29,6 +30,9 @@
 * ``--onednn-linear`` (fp32, CPU): the step also runs with its fp32 products sent to oneDNN by the
   two routes of benchmarks/onednn_matmul.py, interleaved with the plain step, and prints the cost
   of packing every weight once and each route's error against a float64 step.
+* ``--peg`` (CPU): forward + backward of one PEG depthwise Conv3d at the demo's and the paper's
+  sizes, autograd's own backward against ``sweettok.models.blocks.DepthwiseConv3dCPU`` (what
+  training uses on a CPU in fp32), interleaved, median CPU time, and the gradients' difference.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, 
 
 from onednn_matmul import onednn_available, onednn_mm, product_error, route_context  # sibling module in benchmarks/
 from sweettok.config import ProxyConfig, QuantizerConfig, TokenizerConfig
+from sweettok.models.blocks import DepthwiseConv3dCPU
 from sweettok.models.tokenizer import SweetTok
 
 
@@ -320,6 +325,35 @@ def print_route_numerics(device: str, size: int = 64) -> None:
           f"float64: " + "; ".join(line))
 
 
+# (B, C, T, H, W) of the PEG grids: demo stage 1 (batch 8, every PEG of the step is on the 5x8x8
+# grid), the efficiency run (17x128x128: 5x16x16) and the paper preset (batch 1, 5x32x32)
+PEG_SHAPES = ((8, 64, 5, 8, 8), (1, 512, 5, 16, 16), (1, 512, 5, 32, 32))
+
+
+def run_peg(repeats: int) -> None:
+    """PEG depthwise Conv3d forward + backward: autograd's CPU backward vs DepthwiseConv3dCPU."""
+    print(f"\nPEG depthwise Conv3d, forward + backward, median CPU ms, {torch.get_num_threads()} threads")
+    print(f"{'(B, C, T, H, W)':<22} {'autograd':>9} {'fast':>8} {'speed-up':>9} {'max rel. grad diff':>19}")
+    torch.manual_seed(0)
+    for b, c, t, h, w in PEG_SHAPES:
+        conv = torch.nn.Conv3d(c, c, kernel_size=3, groups=c)
+        x = torch.randn(b, c, t + 2, h + 2, w + 2, requires_grad=True)
+        grad = torch.randn(b, c, t, h, w)
+        wanted = (x, conv.weight, conv.bias)
+        paths = {"autograd": lambda: torch.autograd.grad(conv(x), wanted, grad),
+                 "fast": lambda: torch.autograd.grad(DepthwiseConv3dCPU.apply(x, conv.weight, conv.bias), wanted, grad)}
+        diff = max(((f - p).abs().max() / p.abs().max()).item() for f, p in zip(paths["fast"](), paths["autograd"]()))
+        times = {name: [] for name in paths}
+        rounds = max(repeats, 5) * (1 if b * c * t * h * w > 10**6 else 6)
+        for _ in range(rounds):
+            for name, fn in paths.items():
+                start = time.process_time()
+                fn()
+                times[name].append(time.process_time() - start)
+        plain, fast = (1000 * statistics.median(times[name]) for name in paths)
+        print(f"{str((b, c, t, h, w)):<22} {plain:9.2f} {fast:8.2f} {plain / fast:8.2f}x {diff:19.1e}")
+
+
 def _timed(fn) -> float:
     start = time.perf_counter()
     fn()
@@ -340,6 +374,7 @@ def main() -> None:
     parser.add_argument("--onednn-linear", action="store_true",
                         help="efficiency run, fp32 CPU: also time the step with its products through oneDNN "
                              "(benchmarks/onednn_matmul.py), paired with the plain step, and check the numerics")
+    parser.add_argument("--peg", action="store_true", help="also the PEG depthwise Conv3d backward, autograd vs fast")
     parser.add_argument("--worker", choices=("cheap", "redundant"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.onednn_linear and (args.bf16 or args.device != "cpu" or not onednn_available()):
@@ -353,6 +388,8 @@ def main() -> None:
         run_paper(args.repeats)
     if not args.skip_demo:
         run_demo(args.repeats)
+    if args.peg:
+        run_peg(args.repeats)
     if not args.skip_efficiency:
         run_efficiency(args.efficiency_size, max(args.repeats, 2), args.device, args.bf16, args.profile,
                        args.onednn_linear)

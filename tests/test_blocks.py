@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sweettok.models.attention import Attention, GainLayerNorm, WindowAttention, apply_rope, rope_angles_2d
-from sweettok.models.blocks import PEG, FeedForward
+from sweettok.models.blocks import PEG, DepthwiseConv3dCPU, FeedForward, depthwise_conv3d
 from sweettok.models.patch_embed import CausalPatchEmbed, CausalPatchUnembed, latent_frames
 
 
@@ -141,6 +141,52 @@ def test_peg_layouts_and_causality():
     later[:, 2] += 1.0
     out_later = space(later.reshape(b * t, h * w, d), shape).reshape(b, t, h, w, d)
     torch.testing.assert_close(out_later[:, :2], out_space[:, :2])  # causal in time
+
+
+@pytest.mark.parametrize("shape", [(3, 5, 4, 3, 6), (2, 8, 1, 1, 1), (1, 4, 5, 2, 2)])
+def test_depthwise_conv3d_cpu_backward_matches_autograd(shape):
+    """The PEG's fast CPU backward: same output, gradients of input, weight and bias within fp32 rounding."""
+    torch.manual_seed(0)
+    b, c, t, h, w = shape
+    conv = nn.Conv3d(c, c, kernel_size=3, groups=c)
+    x = torch.randn(b, c, t + 2, h + 2, w + 2, requires_grad=True)
+    grad = torch.randn(b, c, t, h, w)
+    plain = conv(x)
+    expected = torch.autograd.grad(plain, (x, conv.weight, conv.bias), grad)
+    fast = DepthwiseConv3dCPU.apply(x, conv.weight, conv.bias)
+    assert torch.equal(fast, plain)  # the forward is the plain call
+    got = torch.autograd.grad(fast, (x, conv.weight, conv.bias), grad)
+    for g, e in zip(got, expected):
+        assert g.shape == e.shape
+        torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-5)
+    # only the gradients asked for are computed; a frozen conv still passes the input gradient on
+    conv.requires_grad_(False)
+    (grad_x,) = torch.autograd.grad(depthwise_conv3d(x, conv), (x,), grad)
+    torch.testing.assert_close(grad_x, expected[0], rtol=1e-5, atol=1e-5)
+
+
+def test_depthwise_conv3d_takes_the_plain_path_without_grad_or_in_bf16():
+    conv = nn.Conv3d(4, 4, kernel_size=3, groups=4)
+    x = torch.randn(1, 4, 3, 3, 3, requires_grad=True)
+    assert depthwise_conv3d(x, conv).grad_fn.name() == "DepthwiseConv3dCPUBackward"
+    with torch.no_grad():
+        assert torch.equal(depthwise_conv3d(x, conv), conv(x))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert "DepthwiseConv3dCPU" not in depthwise_conv3d(x, conv).grad_fn.name()
+
+
+def test_peg_trains_the_same_with_the_fast_backward():
+    """A PEG's gradients through the fast path equal those of the plain Conv3d call (fp32 rounding)."""
+    torch.manual_seed(0)
+    peg = PEG(6, causal=True, layout="correct", axis="time")
+    tokens = torch.randn(2 * 3 * 3, 4, 6, requires_grad=True)
+    out = peg(tokens, (2, 4, 3, 3))
+    fast = torch.autograd.grad(out.square().sum(), (tokens, peg.conv.weight, peg.conv.bias))
+    grid = tokens.reshape(2, 3, 3, 4, 6).permute(0, 4, 3, 1, 2)
+    plain = peg.conv(F.pad(grid, (1, 1, 1, 1, 2, 0))).permute(0, 3, 4, 2, 1).reshape(tokens.shape)
+    torch.testing.assert_close(out, plain)
+    for g, e in zip(fast, torch.autograd.grad(plain.square().sum(), (tokens, peg.conv.weight, peg.conv.bias))):
+        torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-5)
 
 
 def test_feedforward_width_and_gain_norm():
